@@ -1,0 +1,47 @@
+"""Blocking asset checks, evaluated inside the asset on the partition just produced (so they are partition-aware)."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+
+COVERAGE_CHECK = dg.AssetCheckSpec(
+    "coverage_in_range", asset="geohash_chips", blocking=True,
+    description="Coverage of every chip is in [0, 1] and meets the configured minimum.",
+)  # fmt: skip
+MSE_CHECK = dg.AssetCheckSpec(
+    "holdout_mse_below_bound", asset="vae_checkpoints", blocking=True,
+    description="Held-out reconstruction MSE (reflectance) of every cell's VAE is below the bound.",
+)  # fmt: skip
+DIMENSION_CHECK = dg.AssetCheckSpec(
+    "embedding_dimension_matches", asset="embeddings", blocking=True,
+    description="The embedding column is a fixed-size float32 list of the configured size.",
+)  # fmt: skip
+
+
+def coverage_in_range(chips: pd.DataFrame, min_coverage: float) -> dg.AssetCheckResult:
+    cov = chips["coverage"]
+    ok = bool(((cov >= 0) & (cov <= 1)).all() and (cov >= min_coverage).all())
+    return dg.AssetCheckResult(
+        check_name=COVERAGE_CHECK.name, passed=ok, metadata={"min": float(cov.min()), "max": float(cov.max())}
+    )
+
+
+def holdout_mse_below_bound(checkpoints: pd.DataFrame, bound: float) -> dg.AssetCheckResult:
+    worst = checkpoints.sort_values("holdout_mse", ascending=False).iloc[0]
+    return dg.AssetCheckResult(
+        check_name=MSE_CHECK.name,
+        passed=bool(checkpoints["holdout_mse"].max() <= bound),
+        metadata={"bound": bound, "worst_cell": str(worst["geohash"]), "worst_mse": float(worst["holdout_mse"])},
+    )
+
+
+def embedding_dimension_matches(path: Path, latent_dim: int) -> dg.AssetCheckResult:
+    field = pq.read_schema(path).field("embedding")
+    size = getattr(field.type, "list_size", None)
+    return dg.AssetCheckResult(
+        check_name=DIMENSION_CHECK.name,
+        passed=size == latent_dim and str(field.type.value_type) == "float",
+        metadata={"column_type": str(field.type), "configured": latent_dim},
+    )

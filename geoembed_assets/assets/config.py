@@ -1,0 +1,44 @@
+"""Run configuration of the assets (editable in the launchpad and on the CLI with --config-json)."""
+
+import dagster as dg
+
+from geoembed_assets.core.training import TrainingConfig
+
+# "fast": the default, minutes on 2 CPU cores; "best": longer training, larger model, paper-like patience.
+QUALITY_PRESETS: dict[str, dict] = {
+    "fast": dict(max_epochs=40, patience=10, base_channels=32),
+    "best": dict(max_epochs=300, patience=50, base_channels=64),
+}
+
+
+class ChipsConfig(dg.Config):
+    precision: int = 5  # geohash precision of a cell (5: ~5 km x 5 km)
+    cell_size_px: int = 480  # pixels per cell side (~10 m north-south at precision 5)
+    min_coverage: float = 0.5  # cells with less valid data are skipped
+
+
+class VAEConfig(dg.Config):
+    quality: str = "fast"  # "fast" or "best"
+    latent_dim: int = 32
+    patch_size: int = 32
+    max_epochs: int | None = None  # None: from the quality preset
+    patience: int | None = None
+    ndvi_weight: float = 0.1
+    seed: int = 0
+    warm_start: bool = True  # retrain a cell from its latest checkpoint (drift) rather than from scratch
+
+    def training_config(self) -> TrainingConfig:
+        if self.quality not in QUALITY_PRESETS:
+            raise ValueError(f"quality must be one of {sorted(QUALITY_PRESETS)}, got {self.quality!r}")
+        preset = dict(QUALITY_PRESETS[self.quality])
+        if self.max_epochs is not None:
+            preset["max_epochs"] = self.max_epochs
+        if self.patience is not None:
+            preset["patience"] = self.patience
+        return TrainingConfig(
+            latent_dim=self.latent_dim,
+            patch_size=self.patch_size,
+            index_weights={"ndvi": self.ndvi_weight} if self.ndvi_weight else {},
+            seed=self.seed,
+            **preset,
+        )

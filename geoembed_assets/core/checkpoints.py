@@ -1,0 +1,68 @@
+"""VAE checkpoints: a state_dict plus the plain-data config needed to rebuild and use the network.
+
+Files are content-addressed (the id is a hash of the bytes), never overwritten: an embedding row names its
+checkpoint id, so old embeddings stay decodable after a cell's VAE is retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from geoembed_assets.core.atomic import write_bytes_atomic
+from geoembed_assets.core.training import Normalizer
+from geoembed_assets.core.vae import ConvVAE, VAEConfig
+
+
+@dataclass
+class Checkpoint:
+    checkpoint_id: str
+    path: Path
+    model: ConvVAE
+    normalizer: Normalizer
+    meta: dict[str, Any]  # geohash, sensor, bands, parent checkpoint, training settings and scores
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        return tuple(self.meta["bands"])
+
+
+def save_checkpoint(directory: str | Path, model: ConvVAE, normalizer: Normalizer, meta: dict[str, Any]) -> tuple[str, Path]:
+    """Write the checkpoint under `directory/<geohash>/<id>.pt`; returns (id, path). Idempotent for equal bytes."""
+    payload = {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "vae_config": model.config.to_dict(),
+        "norm_mean": normalizer.mean.tolist(),
+        "norm_std": normalizer.std.tolist(),
+        "meta": meta,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    checkpoint_id = f"{meta['geohash']}-{hashlib.sha256(data).hexdigest()[:12]}"
+    path = Path(directory) / meta["geohash"] / f"{checkpoint_id}.pt"
+    if not path.exists():
+        write_bytes_atomic(path, data)
+    return checkpoint_id, path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Rebuild the network from a checkpoint file (loaded with weights_only=True: no pickled code runs)."""
+    path = Path(path)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    model = ConvVAE(VAEConfig(**payload["vae_config"]))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    normalizer = Normalizer(np.asarray(payload["norm_mean"], np.float32), np.asarray(payload["norm_std"], np.float32))
+    return Checkpoint(path.stem, path, model, normalizer, payload["meta"])
+
+
+def checkpoint_path(directory: str | Path, checkpoint_id: str) -> Path:
+    geohash = checkpoint_id.rsplit("-", 1)[0]
+    return Path(directory) / geohash / f"{checkpoint_id}.pt"

@@ -1,0 +1,51 @@
+"""Watch the landing folder: new scenes add region partitions and request one run per (region, month)."""
+
+import json
+
+import dagster as dg
+
+from geoembed_assets.assets.config import ChipsConfig
+from geoembed_assets.core import workflow
+from geoembed_assets.core.readers import open_scene
+from geoembed_assets.core.scene import SceneError
+from geoembed_assets.partitions import REGION_PRECISION, partition_key, region_partitions
+from geoembed_assets.resources import GeoembedStorage
+
+
+def _fingerprint(path) -> str:
+    stat = path.stat()
+    return f"{path.name}:{stat.st_size}:{int(stat.st_mtime)}"
+
+
+@dg.sensor(
+    job_name="embed_scenes",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Registers new deliveries in the landing folder; a scene delivered twice is processed once.",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, storage: GeoembedStorage) -> dg.SensorResult:
+    seen: list[str] = json.loads(context.cursor) if context.cursor else []
+    precision = ChipsConfig().precision
+    requests, regions = [], set()
+    for entry in workflow.landing_entries(storage.landing_dir):
+        fingerprint = _fingerprint(entry)
+        if fingerprint in seen:
+            continue
+        seen.append(fingerprint)
+        try:
+            scene = open_scene(entry)
+        except SceneError as exc:
+            context.log.warning(f"skipping {entry}: {exc}")
+            continue
+        month = workflow.month_of(scene.datetime)
+        for region in workflow.scene_regions(scene, precision, REGION_PRECISION):
+            regions.add(region)
+            key = partition_key(region, month)
+            # The scene id comes from the data, so a second delivery of the same scene maps to the same run key.
+            requests.append(dg.RunRequest(run_key=f"{scene.scene_id}:{key}", partition_key=key, tags={"scene_id": scene.scene_id}))
+    new_regions = sorted(r for r in regions if not context.instance.has_dynamic_partition(region_partitions.name, r))
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[region_partitions.build_add_request(new_regions)] if new_regions else [],
+        cursor=json.dumps(seen),
+    )

@@ -42,7 +42,9 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: GeoembedStorage
             regions.add(region)
             key = partition_key(region, month)
             # The scene id comes from the data, so a second delivery of the same scene maps to the same run key.
-            requests.append(dg.RunRequest(run_key=f"{scene.scene_id}:{key}", partition_key=key, tags={"scene_id": scene.scene_id}))
+            run_key = f"{scene.scene_id}:{key}"
+            if run_key not in {r.run_key for r in requests}:
+                requests.append(dg.RunRequest(run_key=run_key, partition_key=key, tags={"scene_id": scene.scene_id}))
     new_regions = sorted(r for r in regions if not context.instance.has_dynamic_partition(region_partitions.name, r))
     return dg.SensorResult(
         run_requests=requests,

@@ -23,22 +23,30 @@ class VAEConfig(dg.Config):
     patch_size: int = 32
     max_epochs: int | None = None  # None: from the quality preset
     patience: int | None = None
+    base_channels: int | None = None
     ndvi_weight: float = 0.1
+    ndwi_weight: float = 0.0  # inter-band metric losses added to the reconstruction loss (paper section 3.2.2)
+    ndbi_weight: float = 0.0
     seed: int = 0
     warm_start: bool = True  # retrain a cell from its latest checkpoint (drift) rather than from scratch
+    mode: str = "multi"  # "multi": one VAE per cell; "single": one VAE per cell and band
+    latent_dim_from_predictions: bool = True  # use embedding_size_predictions per cell, latent_dim otherwise
+
+    def index_weights(self) -> dict[str, float]:
+        weights = {"ndvi": self.ndvi_weight, "ndwi": self.ndwi_weight, "ndbi": self.ndbi_weight}
+        return {k: v for k, v in weights.items() if v}
 
     def training_config(self) -> TrainingConfig:
         if self.quality not in QUALITY_PRESETS:
             raise ValueError(f"quality must be one of {sorted(QUALITY_PRESETS)}, got {self.quality!r}")
         preset = dict(QUALITY_PRESETS[self.quality])
-        if self.max_epochs is not None:
-            preset["max_epochs"] = self.max_epochs
-        if self.patience is not None:
-            preset["patience"] = self.patience
+        for name in ("max_epochs", "patience", "base_channels"):
+            if getattr(self, name) is not None:
+                preset[name] = getattr(self, name)
         return TrainingConfig(
             latent_dim=self.latent_dim,
             patch_size=self.patch_size,
-            index_weights={"ndvi": self.ndvi_weight} if self.ndvi_weight else {},
+            index_weights=self.index_weights(),
             seed=self.seed,
             **preset,
         )

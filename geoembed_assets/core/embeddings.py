@@ -27,9 +27,18 @@ EMBEDDING_COLUMNS = [
 
 
 def encode_patches(
-    checkpoint: Checkpoint, patches: Patches, geohash: str, cell_size_px: int, scene_id: str, acquired: datetime
+    checkpoint: Checkpoint,
+    patches: Patches,
+    geohash: str,
+    cell_size_px: int,
+    scene_id: str,
+    acquired: datetime,
+    band: str = "all",
 ) -> pd.DataFrame:
-    """Embed every patch (latent mean) and measure its reconstruction MSE on the chip's own grid."""
+    """Embed every patch (latent mean) and measure its reconstruction MSE on the chip's own grid.
+
+    `band` is "all" for a multi-band VAE, the band name for a single-band one (patches then hold that band only).
+    """
     mu, recon = reconstruct(checkpoint.model, checkpoint.normalizer, patches.data)
     grid = cell_grid(geohash, cell_size_px)
     p = checkpoint.model.config.patch_size
@@ -42,7 +51,7 @@ def encode_patches(
             "geohash": geohash,
             "datetime": pd.Timestamp(acquired),
             "scene_id": scene_id,
-            "band": "all",
+            "band": band,
             "patch_row": patches.rows.astype(np.int32),
             "patch_col": patches.cols.astype(np.int32),
             "patch_size": np.int32(p),
@@ -68,11 +77,20 @@ def _geo_metadata(frame: pd.DataFrame) -> bytes:
 
 
 def to_arrow(frame: pd.DataFrame) -> pa.Table:
-    """Arrow table with a fixed-size float32 embedding column and GeoParquet metadata (CRS: OGC:CRS84)."""
-    dim = len(frame["embedding"].iloc[0]) if len(frame) else 0
+    """Arrow table with a float32 embedding column and GeoParquet metadata (CRS: OGC:CRS84).
+
+    The column is a fixed-size list when every row has the same size, a variable list when cells have their own
+    predicted sizes (each row's size is its checkpoint's latent size).
+    """
+    dims = {len(e) for e in frame["embedding"]} or {0}
     flat = np.concatenate(list(frame["embedding"])).astype(np.float32) if len(frame) else np.zeros(0, np.float32)
     table = pa.Table.from_pandas(frame.drop(columns=["embedding"]), preserve_index=False)
-    table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(flat), dim))
+    if len(dims) == 1:
+        column = pa.FixedSizeListArray.from_arrays(pa.array(flat), dims.pop())
+    else:
+        offsets = np.r_[0, np.cumsum([len(e) for e in frame["embedding"]])].astype(np.int32)
+        column = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
+    table = table.append_column("embedding", column)
     table = table.select(EMBEDDING_COLUMNS)
     return table.replace_schema_metadata({**(table.schema.metadata or {}), b"geo": _geo_metadata(frame)})
 
@@ -90,7 +108,8 @@ def decode_cell(
     """Decode the embedding rows of one cell and acquisition back into an image.
 
     Returns (reflectance (B, H, W) float32 with NaN where no patch was stored, band names, affine transform,
-    CRS). Each row is decoded by the checkpoint version that made it.
+    CRS). Each row is decoded by the checkpoint version that made it. Multi-band rows (band "all") give every band
+    at once; single-band rows give one band each, stacked in the order the bands first appear in `rows`.
     """
     keys = rows[["geohash", "scene_id"]].drop_duplicates()
     if len(keys) != 1:
@@ -98,15 +117,29 @@ def decode_cell(
     geohash = keys.iloc[0]["geohash"]
     size = int(rows["cell_size_px"].iloc[0])
     grid = cell_grid(geohash, size)
-    images, bands = [], None
+    labels = rows["band"].unique().tolist() if "band" in rows else ["all"]
+    if "all" in labels and len(labels) > 1:
+        raise ValueError("decode_cell needs either multi-band rows (band 'all') or single-band rows, not both")
+    planes, names = [], []
+    for label in labels:
+        part = rows if label == "all" else rows[rows["band"] == label]
+        image, bands = _decode_rows(part, checkpoint_dir, (grid.height, grid.width))
+        planes.append(image)
+        names.extend(bands)
+    return np.concatenate(planes), tuple(names), grid.transform, "EPSG:4326"
+
+
+def _decode_rows(rows: pd.DataFrame, checkpoint_dir: str | Path, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Decode rows sharing one band set (maybe several checkpoint versions) onto one canvas."""
+    images, bands = [], ()
     for checkpoint_id, part in rows.groupby("checkpoint_id"):
         ckpt = load_checkpoint(checkpoint_path(checkpoint_dir, checkpoint_id))
         bands = ckpt.band_names
         z = np.stack(part["embedding"].to_numpy()).astype(np.float32)
         with torch.no_grad():
             decoded = ckpt.normalizer.inverse(ckpt.model.decode(torch.from_numpy(z))).numpy()
-        images.append(assemble(decoded, part["patch_row"].to_numpy(), part["patch_col"].to_numpy(), (grid.height, grid.width)))
+        images.append(assemble(decoded, part["patch_row"].to_numpy(), part["patch_col"].to_numpy(), shape))
     image = images[0]
     for other in images[1:]:
         image = np.where(np.isnan(image), other, image)
-    return image, tuple(bands), grid.transform, "EPSG:4326"
+    return image, tuple(bands)

@@ -4,13 +4,14 @@ Files are laid out by cell so that one region's outputs never collide with anoth
     chips/<region>/<geohash>/<scene_id>.tif          one chip per cell and acquisition
     chips/<region>/index_<month>.parquet             the chip index of one partition
     checkpoints/<geohash>/<checkpoint_id>.pt         content-addressed, never overwritten
-    embeddings/<region>/<month>.parquet              GeoParquet, one row per patch
+    embeddings/<region>/<month>.parquet              GeoParquet, one row per patch (single-band: <month>-single)
+    size_predictions/<region>/<month>.parquet        embedding size per cell and mode
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,9 +23,10 @@ from geoembed_assets.core.checkpoints import load_checkpoint, save_checkpoint
 from geoembed_assets.core.chipping import chip_scene, read_chip, scene_cells, write_chip
 from geoembed_assets.core.complexity import complexity_scores
 from geoembed_assets.core.embeddings import encode_patches, write_embeddings
-from geoembed_assets.core.patches import concat_patches, cut_patches
+from geoembed_assets.core.patches import Patches, concat_patches, cut_patches
 from geoembed_assets.core.readers import open_scene
 from geoembed_assets.core.scene import Scene, SceneError
+from geoembed_assets.core.size_prediction import band_patches
 from geoembed_assets.core.training import TrainingConfig, train_cell_vae
 
 log = logging.getLogger(__name__)
@@ -135,55 +137,109 @@ def latest_checkpoint(checkpoints_dir: str | Path, geohash: str, bands: tuple[st
     return None
 
 
+def cell_patches(paths: list[str], patch_size: int) -> tuple[Patches, tuple[str, ...]]:
+    """Patches (>= 50 % valid) of all the chips of one cell, and their band names."""
+    arrays, bands = [], ()
+    for path in paths:
+        refl, bands, _ = read_chip(path)
+        arrays.append(cut_patches(refl, patch_size, min_valid=0.5))
+    return concat_patches(arrays), bands
+
+
+def embedding_targets(patches: Patches, bands: tuple[str, ...], mode: str) -> list[tuple[str, Patches, tuple[str, ...]]]:
+    """(band label, patches, band names) per VAE: one "all" VAE in multi mode, one per band in single mode."""
+    if mode == "multi":
+        return [("all", patches, bands)]
+    if mode == "single":
+        return [(b, band_patches(patches, i), (b,)) for i, b in enumerate(bands)]
+    raise ValueError(f"mode must be 'multi' or 'single', got {mode!r}")
+
+
+def write_size_predictions(predictions: pd.DataFrame, path: str | Path) -> None:
+    """Store per-cell embedding sizes (geohash, mode, latent_dim, ...) atomically."""
+    with atomic_path(path) as tmp:
+        predictions.to_parquet(tmp, index=False)
+
+
+def read_size_predictions(path: str | Path, mode: str) -> dict[str, int] | None:
+    """{geohash: latent_dim} of one mode, or None when there are no predictions."""
+    if not Path(path).exists():
+        return None
+    frame = pd.read_parquet(path)
+    frame = frame[frame["mode"] == mode]
+    return {str(g): int(d) for g, d in zip(frame["geohash"], frame["latent_dim"])} or None
+
+
 def train_partition(
-    chips: pd.DataFrame, checkpoints_dir: str | Path, config: TrainingConfig, device: str, warm_start: bool = True
+    chips: pd.DataFrame,
+    checkpoints_dir: str | Path,
+    config: TrainingConfig,
+    device: str,
+    warm_start: bool = True,
+    mode: str = "multi",
+    latent_dims: dict[str, int] | None = None,
 ) -> pd.DataFrame:
-    """One VAE per cell, trained on the patches of all its chips in this partition."""
+    """One VAE per cell (multi mode) or per cell and band (single mode), trained on all the cell's chips here.
+
+    `latent_dims` gives a cell its own embedding size (the size predictions); other cells use config.latent_dim.
+    """
     rows = []
     for geohash, cell_chips in chips.groupby("geohash", sort=True):
-        arrays, bands = [], None
-        for path in cell_chips["path"]:
-            refl, bands, _ = read_chip(path)
-            arrays.append(cut_patches(refl, config.patch_size, min_valid=0.5))
-        patches = concat_patches(arrays)
-        sensor = cell_chips["sensor"].iloc[0]
-        parent = latest_checkpoint(checkpoints_dir, geohash, bands) if warm_start else None
-        init = load_checkpoint(parent).model.state_dict() if parent else None
-        if init is not None and load_checkpoint(parent).model.config.latent_dim != config.latent_dim:
-            init, parent = None, None
-        result = train_cell_vae(patches, bands, sensor, config, device=device, init_state=init)
-        meta = dict(
-            geohash=geohash, sensor=sensor, bands=list(bands), scene_ids=sorted(cell_chips["scene_id"].unique()),
-            start_datetime=cell_chips["datetime"].min().isoformat(), end_datetime=cell_chips["datetime"].max().isoformat(),
-            parent=parent.stem if parent else None, training={**asdict(config)}, epochs=result.epochs,
-            train_mse=result.train_mse, holdout_mse=result.holdout_mse, n_train=result.n_train,
-            n_holdout=result.n_holdout, history=result.history, device=device,
-            created=datetime.now(timezone.utc).isoformat(),
-        )  # fmt: skip
-        checkpoint_id, path = save_checkpoint(checkpoints_dir, result.model, result.normalizer, meta)
-        rows.append(
-            dict(
-                geohash=geohash, checkpoint_id=checkpoint_id, path=str(path), parent=meta["parent"],
-                latent_dim=config.latent_dim, epochs=result.epochs, train_mse=result.train_mse,
-                holdout_mse=result.holdout_mse, n_train=result.n_train, n_holdout=result.n_holdout,
-                **{f"holdout_{k}_mae": v for k, v in result.holdout_index_errors.items()},
-            )
-        )  # fmt: skip
+        cell_config = replace(config, latent_dim=int((latent_dims or {}).get(geohash, config.latent_dim)))
+        all_patches, all_bands = cell_patches(cell_chips["path"].tolist(), config.patch_size)
+        for band, patches, bands in embedding_targets(all_patches, all_bands, mode):
+            rows.append(_train_one(cell_chips, geohash, band, patches, bands, checkpoints_dir, cell_config, device, warm_start))
     return pd.DataFrame(rows)
 
 
+def _train_one(
+    cell_chips: pd.DataFrame, geohash: str, band: str, patches: Patches, bands: tuple[str, ...],
+    checkpoints_dir: str | Path, config: TrainingConfig, device: str, warm_start: bool,
+) -> dict:  # fmt: skip
+    """Train and save one VAE; its row of the checkpoints table."""
+    sensor = cell_chips["sensor"].iloc[0]
+    parent = latest_checkpoint(checkpoints_dir, geohash, bands) if warm_start else None
+    init = load_checkpoint(parent).model.state_dict() if parent else None
+    if init is not None and load_checkpoint(parent).model.config.latent_dim != config.latent_dim:
+        init, parent = None, None
+    result = train_cell_vae(patches, bands, sensor, config, device=device, init_state=init)
+    meta = dict(
+        geohash=geohash, sensor=sensor, bands=list(bands), scene_ids=sorted(cell_chips["scene_id"].unique()),
+        start_datetime=cell_chips["datetime"].min().isoformat(), end_datetime=cell_chips["datetime"].max().isoformat(),
+        parent=parent.stem if parent else None, training={**asdict(config)}, epochs=result.epochs,
+        train_mse=result.train_mse, holdout_mse=result.holdout_mse, n_train=result.n_train,
+        n_holdout=result.n_holdout, history=result.history, device=device,
+        created=datetime.now(timezone.utc).isoformat(),
+    )  # fmt: skip
+    checkpoint_id, path = save_checkpoint(checkpoints_dir, result.model, result.normalizer, meta)
+    return dict(
+        geohash=geohash, band=band, checkpoint_id=checkpoint_id, path=str(path), parent=meta["parent"],
+        latent_dim=config.latent_dim, epochs=result.epochs, train_mse=result.train_mse,
+        holdout_mse=result.holdout_mse, n_train=result.n_train, n_holdout=result.n_holdout,
+        **{f"holdout_{k}_mae": v for k, v in result.holdout_index_errors.items()},
+    )  # fmt: skip
+
+
 def embed_partition(
-    chips: pd.DataFrame, checkpoints: pd.DataFrame, region: str, month: str, embeddings_dir: str | Path
+    chips: pd.DataFrame, checkpoints: pd.DataFrame, region: str, month: str, embeddings_dir: str | Path, mode: str = "multi"
 ) -> tuple[Path, pd.DataFrame]:
-    """Embed every patch of every chip with its cell's checkpoint; write the partition's GeoParquet."""
-    by_cell = checkpoints.set_index("geohash")
+    """Embed every patch of every chip with its cell's checkpoint(s); write the partition's GeoParquet.
+
+    Single-band embeddings go to `<month>-single.parquet`, one row per patch and band.
+    """
     frames = []
     for chip in chips.itertuples():
-        ckpt = load_checkpoint(by_cell.loc[chip.geohash, "path"])
-        refl, _, _ = read_chip(chip.path)
-        patches = cut_patches(refl, ckpt.model.config.patch_size)
-        frames.append(encode_patches(ckpt, patches, chip.geohash, int(chip.size_px), chip.scene_id, chip.datetime))
+        refl, bands, _ = read_chip(chip.path)
+        for ckpt_row in checkpoints[checkpoints["geohash"] == chip.geohash].itertuples():
+            ckpt = load_checkpoint(ckpt_row.path)
+            patches = cut_patches(refl, ckpt.model.config.patch_size)
+            band = getattr(ckpt_row, "band", "all")
+            if band != "all":
+                patches = band_patches(patches, bands.index(band))
+            frames.append(
+                encode_patches(ckpt, patches, chip.geohash, int(chip.size_px), chip.scene_id, chip.datetime, band=band)
+            )
     frame = pd.concat(frames, ignore_index=True)
-    path = Path(embeddings_dir) / region / f"{month}.parquet"
+    path = Path(embeddings_dir) / region / (f"{month}.parquet" if mode == "multi" else f"{month}-{mode}.parquet")
     write_embeddings(frame, path)
     return path, frame

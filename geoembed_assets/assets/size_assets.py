@@ -52,9 +52,10 @@ def cell_scores(scores: pd.DataFrame) -> pd.DataFrame:
     group_name="embeddings",
     kinds={"pytorch", "scikitlearn"},
     pool="gpu",
-    description="VAEs of several embedding sizes on a seeded sample of cells (best held-out MSE per cell, mode and "
-    "size), fitted against each complexity score by linear, polynomial and exponential models; R^2 tables, the "
-    "chosen (function, score) pair per mode, a Figure-4-like plot and the NDVI-term ablation.",
+    description="VAEs of several embedding sizes on a seeded sample of cells stratified by complexity (best "
+    "held-out MSE per cell, mode and size), fitted against each complexity score by linear, polynomial and "
+    "exponential models; R^2 tables, the chosen (function, score) pair per mode, a Figure-4-like plot and the "
+    "NDVI-term ablation.",
 )
 def embedding_size_calibration(
     context: dg.AssetExecutionContext,
@@ -64,7 +65,7 @@ def embedding_size_calibration(
     complexity_scores: pd.DataFrame,
 ) -> dict:
     calibration = config.calibration()
-    runs = sp.run_calibration(geohash_chips, calibration, torch_device.device())
+    runs = sp.run_calibration(geohash_chips, calibration, torch_device.device(), cell_scores(complexity_scores))
     points = sp.calibration_points(runs, complexity_scores, ndvi_weight=config.ndvi_weight)
     models, metadata = {}, {}
     for mode in calibration.modes:

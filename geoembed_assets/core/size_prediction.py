@@ -70,12 +70,21 @@ CANDIDATE_SIZES = (2, 4, 8, 16, 32, 64, 128)
 ERROR_BOUND = 0.002
 
 
-def sample_cells(geohashes: list[str], n: int, seed: int) -> list[str]:
-    """Seeded random sample of n distinct cells (all of them when n >= their number), sorted."""
+def sample_cells(geohashes: list[str], n: int, seed: int, scores: pd.DataFrame | None = None) -> list[str]:
+    """Seeded random sample of n distinct cells (all of them when n >= their number), sorted.
+
+    With `scores` (per geohash, the SCORES columns) the sample is stratified: cells are ordered by their mean rank
+    over the scores, cut into n equal bins, and one cell drawn per bin, so that the calibration spans the range of
+    complexity the predictions will be asked about (a fit extrapolates badly).
+    """
     cells = sorted(set(geohashes))
     if n >= len(cells):
         return cells
-    return sorted(np.random.default_rng(seed).choice(cells, size=n, replace=False).tolist())
+    rng = np.random.default_rng(seed)
+    if scores is None:
+        return sorted(rng.choice(cells, size=n, replace=False).tolist())
+    ranked = scores.set_index("geohash").reindex(cells)[list(SCORES)].rank().mean(axis=1).sort_values(kind="stable")
+    return sorted(str(rng.choice(part)) for part in np.array_split(ranked.index.to_numpy(), n))
 
 
 def band_patches(patches: Patches, band: int) -> Patches:
@@ -174,7 +183,8 @@ def _fit_coef(function: str, s: np.ndarray, size: np.ndarray, loss: np.ndarray) 
         return np.linalg.lstsq(x, loss, rcond=None)[0]
     start = np.linalg.lstsq(x, np.log(np.maximum(loss, 1e-12)), rcond=None)[0]
     scale = np.maximum(np.abs(loss).mean(), 1e-12)  # residuals in units of the mean loss: well conditioned
-    refined = least_squares(lambda t: (np.exp(np.clip(x @ t, -50, 50)) - loss) / scale, start, method="lm" if len(loss) >= len(start) else "trf")
+    method = "lm" if len(loss) >= len(start) else "trf"
+    refined = least_squares(lambda t: (np.exp(np.clip(x @ t, -50, 50)) - loss) / scale, start, method=method)
     return refined.x if refined.success else start
 
 
@@ -249,7 +259,11 @@ def predict_size(model: SizeModel, score: float, candidates: tuple[int, ...] = C
 
 
 def loss_curve_png(
-    models: dict[str, SizeModel], scores: dict[str, float], title: str, bound: float = ERROR_BOUND, sizes: tuple[int, ...] = CANDIDATE_SIZES
+    models: dict[str, SizeModel],
+    scores: dict[str, float],
+    title: str,
+    bound: float = ERROR_BOUND,
+    sizes: tuple[int, ...] = CANDIDATE_SIZES,
 ) -> bytes:
     """Figure-4-like plot: predicted loss against embedding size for one cell, one line per mode; PNG bytes."""
     import matplotlib
@@ -288,13 +302,16 @@ def torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def run_calibration(chips: pd.DataFrame, config: CalibrationConfig, device: str = "cpu") -> pd.DataFrame:
-    """Calibrate on a seeded sample of the chip index's cells; one row per trained VAE (with its geohash)."""
+def run_calibration(
+    chips: pd.DataFrame, config: CalibrationConfig, device: str = "cpu", scores: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Calibrate on a seeded sample of the chip index's cells (stratified by `scores` per cell when given);
+    one row per trained VAE (with its geohash)."""
     from geoembed_assets.core.workflow import cell_patches
 
     rows = []
     with torch_threads(config.cpu_threads if device == "cpu" else None):
-        for geohash in sample_cells(chips["geohash"].tolist(), config.n_cells, config.seed):
+        for geohash in sample_cells(chips["geohash"].tolist(), config.n_cells, config.seed, scores):
             cell = chips[chips["geohash"] == geohash]
             patches, bands = cell_patches(cell["path"].tolist(), config.patch_size)
             for row in calibrate_cell(patches, bands, str(cell["sensor"].iloc[0]), config, device):

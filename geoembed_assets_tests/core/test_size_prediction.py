@@ -93,6 +93,9 @@ def test_sample_cells_is_seeded() -> None:
     cells = [f"c{i}" for i in range(20)]
     assert sp.sample_cells(cells, 5, 1) == sp.sample_cells(cells, 5, 1) != sp.sample_cells(cells, 5, 2)
     assert sp.sample_cells(cells[:3], 5, 1) == sorted(cells[:3])
+    scores = pd.DataFrame({"geohash": cells, **{name: np.arange(20.0) for name in sp.SCORES}})
+    strata = sp.sample_cells(cells, 4, 1, scores)
+    assert [int(c[1:]) // 5 for c in sorted(strata, key=lambda c: int(c[1:]))] == [0, 1, 2, 3]  # one per quarter
 
 
 def test_loss_curve_png() -> None:

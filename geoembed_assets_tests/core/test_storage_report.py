@@ -98,6 +98,7 @@ def test_verdicts_compare_at_no_more_bytes() -> None:
     v = sr.verdicts(summary).iloc[0]
     assert v["verdict without checkpoint"] == "wins" and "q1" in v["best baseline without checkpoint"]
     assert v["verdict with checkpoint"] == "loses" and "q2" in v["best baseline with checkpoint"]
+    assert v["baseline bytes for same MSE"] == 5000 and v["break-even acquisitions"] == 3  # 10000 / (5000 - 1000)
 
 
 def test_report_on_real_chips(chips, s2_scene) -> None:

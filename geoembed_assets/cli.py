@@ -62,6 +62,9 @@ def register(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from geoembed_assets.assets.catalog_assets import mlm_stac_items
     from geoembed_assets.definitions import defs
     from geoembed_assets.resources import GeoembedStorage
 
@@ -100,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
                 embeddings=str(emb_path),
             )
         )  # fmt: skip
+    # the catalog is one unpartitioned asset, rebuilt from everything on disk once all partitions are done
+    if not dg.materialize([mlm_stac_items], instance=instance, resources={"storage": storage}).success:
+        return 1
     table = pd.DataFrame(summaries)
     print("\nSummary")
     print(table.drop(columns=["embeddings"]).to_string(index=False))
@@ -107,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
           f"embeddings: {table['embedding_bytes'].sum():,} B  "
           f"(chips/embeddings = {table['chip_bytes'].sum() / table['embedding_bytes'].sum():.1f}x)  "
           f"mean reconstruction MSE: {table['mean_recon_mse'].mean():.5f}")
-    print(f"outputs: {Path(args.data_dir).resolve()} (chips/, checkpoints/, embeddings/); "
+    print(f"outputs: {Path(args.data_dir).resolve()} (chips/, checkpoints/, embeddings/, catalog/); "
           f"Dagster runs: {os.environ['DAGSTER_HOME']} (see them with `dagster dev -w workspace.yaml`)")
     return 0
 

@@ -10,12 +10,10 @@ Files are laid out by cell so that one region's outputs never collide with anoth
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from geoembed_assets.core.atomic import atomic_path
@@ -28,8 +26,7 @@ from geoembed_assets.core.readers import open_scene
 from geoembed_assets.core.scene import Scene, SceneError
 from geoembed_assets.core.size_prediction import band_patches
 from geoembed_assets.core.training import TrainingConfig, train_cell_vae
-
-log = logging.getLogger(__name__)
+from geoembed_assets.core.vae import VAEConfig
 
 LANDING_SUFFIXES = (".scene.json", ".zip", ".tif", ".tiff", ".safe")
 
@@ -198,15 +195,17 @@ def _train_one(
 ) -> dict:  # fmt: skip
     """Train and save one VAE; its row of the checkpoints table."""
     sensor = cell_chips["sensor"].iloc[0]
-    parent = latest_checkpoint(checkpoints_dir, geohash, bands) if warm_start else None
-    init = load_checkpoint(parent).model.state_dict() if parent else None
-    if init is not None and load_checkpoint(parent).model.config.latent_dim != config.latent_dim:
-        init, parent = None, None
+    parent_path = latest_checkpoint(checkpoints_dir, geohash, bands) if warm_start else None
+    parent = load_checkpoint(parent_path) if parent_path else None
+    wanted = VAEConfig(len(bands), config.patch_size, config.latent_dim, config.base_channels, config.depth)
+    if parent is not None and parent.model.config != wanted:
+        parent = None  # another architecture (e.g. a new predicted size): train from scratch
+    init = parent.model.state_dict() if parent else None
     result = train_cell_vae(patches, bands, sensor, config, device=device, init_state=init)
     meta = dict(
         geohash=geohash, sensor=sensor, bands=list(bands), scene_ids=sorted(cell_chips["scene_id"].unique()),
         start_datetime=cell_chips["datetime"].min().isoformat(), end_datetime=cell_chips["datetime"].max().isoformat(),
-        parent=parent.stem if parent else None, training={**asdict(config)}, epochs=result.epochs,
+        parent=parent.checkpoint_id if parent else None, training={**asdict(config)}, epochs=result.epochs,
         train_mse=result.train_mse, holdout_mse=result.holdout_mse, n_train=result.n_train,
         n_holdout=result.n_holdout, history=result.history, device=device,
         created=datetime.now(timezone.utc).isoformat(),

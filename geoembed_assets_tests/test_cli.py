@@ -24,7 +24,7 @@ def test_register_then_dagster_asset_materialize(landing: Path, tmp_path: Path) 
     config = {"ops": {name: {"config": {"cell_size_px": 64, "min_coverage": 0.9}} for name in ("raw_tiles", "geohash_chips")}}
     done = subprocess.run(
         [
-            "dagster", "asset", "materialize", "-m", "geoembed_assets.definitions",
+            str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "geoembed_assets.definitions",
             "--select", "raw_tiles,geohash_chips", "--partition", "2016-01-01|dqd", "--config-json", json.dumps(config),
         ],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=300,

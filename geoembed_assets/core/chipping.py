@@ -135,27 +135,25 @@ def chip_scene(scene: Scene, geohashes: list[str], size_px: int, batch: int = 8)
     """Resample all bands of `scene` onto the grids of `geohashes`; the band order is the scene's.
 
     Cells are stacked `batch` at a time into one tall target grid, so each resolution group costs one
-    grid_sample call per batch and the band reordering one gather.
+    grid_sample call per batch, whose result is copied once, straight into the scene's band order.
     """
     if not geohashes:
         raise SceneError(f"{scene.source}: scene {scene.scene_id} touches no requested geohash cell")
     grids = [cell_grid(g, size_px) for g in geohashes]
     groups = _read_groups(scene, grids)
-    group_order = [name for group in groups for name in group.names]
-    to_scene_order = torch.tensor([group_order.index(name) for name in scene.band_names])
+    position = {name: i for i, name in enumerate(scene.band_names)}
     chips = []
     for first in range(0, len(grids), batch):
         part = grids[first : first + batch]
         xs, ys = zip(*(_projected_centres(g, scene.crs) for g in part))
         x, y = np.concatenate(xs), np.concatenate(ys)  # (batch * H, W): cells stacked north to south
-        values, masks = [], []
+        out = np.empty((len(position), *x.shape), np.float32)
+        ok = np.ones(x.shape, bool)
         for group in groups:
             inv = group.inverse
-            sampled = _bilinear(group.stack, inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f)
-            values.append(sampled[:-1])
-            masks.append(sampled[-1] > 0.9999)
-        out = torch.cat(values).index_select(0, to_scene_order).numpy()
-        ok = torch.stack(masks).all(dim=0).numpy()
+            sampled = _bilinear(group.stack, inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f).numpy()
+            out[[position[name] for name in group.names]] = sampled[:-1]  # one copy, straight into scene order
+            ok &= sampled[-1] > 0.9999
         np.copyto(out, np.float32(np.nan), where=~ok)
         for i, grid in enumerate(part):
             rows = slice(i * grid.height, (i + 1) * grid.height)

@@ -9,7 +9,6 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-import torch
 
 from geoembed_assets.assets import embedding_assets, report_assets, size_assets
 from geoembed_assets.core import workflow
@@ -22,12 +21,7 @@ SIZE_CONFIG = {"sizes": [2, 8], "n_cells": 2, "max_epochs": 2, "base_channels": 
 VAE_CONFIG = {"latent_dim": 16, "base_channels": 8, "max_epochs": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def stand_ins(scene, chips: pd.DataFrame) -> list:

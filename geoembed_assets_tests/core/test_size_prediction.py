@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from geoembed_assets.core import size_prediction as sp
 from geoembed_assets.core import workflow
@@ -15,13 +14,7 @@ from geoembed_assets_tests.small_chips import shared_small_chips
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks train faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SIZES = np.array([2, 4, 8, 16, 32, 64, 128])

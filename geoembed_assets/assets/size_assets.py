@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from geoembed_assets.core import size_prediction as sp
-from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.core import workflow
+from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import GeoembedStorage, TorchDevice
 
 
@@ -107,19 +107,8 @@ def embedding_size_predictions(
     embedding_size_calibration: dict,
     complexity_scores: pd.DataFrame,
 ) -> pd.DataFrame:
-    rows = []
-    for mode, params in embedding_size_calibration["models"].items():
-        model = sp.SizeModel(**{**params, "coef": tuple(params["coef"])})
-        for cell in cell_scores(complexity_scores).itertuples():
-            score = float(getattr(cell, model.score))
-            size = sp.predict_size(model, score, tuple(config.candidate_sizes), config.error_bound)
-            rows.append(
-                dict(
-                    geohash=cell.geohash, mode=mode, latent_dim=size, score_name=model.score, score=score,
-                    function=model.function, predicted_loss=float(model.predict(score, size)[0]),
-                )
-            )  # fmt: skip
-    predictions = pd.DataFrame(rows)
+    models = {m: sp.SizeModel(**{**p, "coef": tuple(p["coef"])}) for m, p in embedding_size_calibration["models"].items()}
+    predictions = sp.predict_cell_sizes(models, cell_scores(complexity_scores), tuple(config.candidate_sizes), config.error_bound)
     keys = context.partition_key.keys_by_dimension
     path = storage.size_predictions_path(keys["region"], keys["month"])
     workflow.write_size_predictions(predictions, path)

@@ -258,6 +258,25 @@ def predict_size(model: SizeModel, score: float, candidates: tuple[int, ...] = C
     return int(sizes[-1])
 
 
+def predict_cell_sizes(
+    models: dict[str, SizeModel], cell_scores: pd.DataFrame, candidates: tuple[int, ...] = CANDIDATE_SIZES,
+    bound: float = ERROR_BOUND,
+) -> pd.DataFrame:
+    """Per cell and mode: the predicted size, the score it came from and the loss predicted at that size."""
+    rows = []
+    for mode, model in models.items():
+        for cell in cell_scores.itertuples():
+            score = float(getattr(cell, model.score))
+            size = predict_size(model, score, candidates, bound)
+            rows.append(
+                dict(
+                    geohash=cell.geohash, mode=mode, latent_dim=size, score_name=model.score, score=score,
+                    function=model.function, predicted_loss=float(model.predict(score, size)[0]),
+                )
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def loss_curve_png(
     models: dict[str, SizeModel],
     scores: dict[str, float],

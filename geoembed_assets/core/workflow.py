@@ -226,11 +226,13 @@ def embed_partition(
 
     Single-band embeddings go to `<month>-single.parquet`, one row per patch and band.
     """
-    frames = []
+    frames, loaded = [], {}
     for chip in chips.itertuples():
         refl, bands, _ = read_chip(chip.path)
         for ckpt_row in checkpoints[checkpoints["geohash"] == chip.geohash].itertuples():
-            ckpt = load_checkpoint(ckpt_row.path)
+            if ckpt_row.path not in loaded:  # a cell's checkpoint serves all its acquisitions
+                loaded[ckpt_row.path] = load_checkpoint(ckpt_row.path)
+            ckpt = loaded[ckpt_row.path]
             patches = cut_patches(refl, ckpt.model.config.patch_size)
             band = getattr(ckpt_row, "band", "all")
             if band != "all":

@@ -1,6 +1,5 @@
 """The embedding pipeline: raw tiles -> geohash chips -> complexity scores -> VAE checkpoints -> embeddings."""
 
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd

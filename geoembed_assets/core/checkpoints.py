@@ -33,8 +33,8 @@ class Checkpoint:
         return tuple(self.meta["bands"])
 
 
-def save_checkpoint(directory: str | Path, model: ConvVAE, normalizer: Normalizer, meta: dict[str, Any]) -> tuple[str, Path]:
-    """Write the checkpoint under `directory/<geohash>/<id>.pt`; returns (id, path). Idempotent for equal bytes."""
+def serialize_checkpoint(model: ConvVAE, normalizer: Normalizer, meta: dict[str, Any]) -> bytes:
+    """The bytes of a checkpoint file (also what decoding costs in storage)."""
     payload = {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "vae_config": model.config.to_dict(),
@@ -44,7 +44,12 @@ def save_checkpoint(directory: str | Path, model: ConvVAE, normalizer: Normalize
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    data = buffer.getvalue()
+    return buffer.getvalue()
+
+
+def save_checkpoint(directory: str | Path, model: ConvVAE, normalizer: Normalizer, meta: dict[str, Any]) -> tuple[str, Path]:
+    """Write the checkpoint under `directory/<geohash>/<id>.pt`; returns (id, path). Idempotent for equal bytes."""
+    data = serialize_checkpoint(model, normalizer, meta)
     checkpoint_id = f"{meta['geohash']}-{hashlib.sha256(data).hexdigest()[:12]}"
     path = Path(directory) / meta["geohash"] / f"{checkpoint_id}.pt"
     if not path.exists():

@@ -17,7 +17,7 @@ from affine import Affine
 from geoembed_assets.core.atomic import atomic_path
 from geoembed_assets.core.checkpoints import Checkpoint, checkpoint_path, load_checkpoint
 from geoembed_assets.core.geohash_grid import cell_grid
-from geoembed_assets.core.patches import Patches, assemble
+from geoembed_assets.core.patches import Patches, assemble, band_patches, cut_patches
 from geoembed_assets.core.training import masked_mse, reconstruct
 
 EMBEDDING_COLUMNS = [
@@ -63,6 +63,12 @@ def encode_patches(
             "geometry": shapely.to_wkb(geoms),
         }
     )
+
+
+def checkpoint_patches(checkpoint: Checkpoint, reflectance: np.ndarray, bands: tuple[str, ...], band: str) -> Patches:
+    """The patches of a chip that this checkpoint embeds: all bands ("all") or the one band it was trained on."""
+    patches = cut_patches(reflectance, checkpoint.model.config.patch_size)
+    return patches if band == "all" else band_patches(patches, bands.index(band))
 
 
 def _geo_metadata(frame: pd.DataFrame) -> bytes:

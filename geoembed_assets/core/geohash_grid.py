@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pygeohash
 from affine import Affine
 
@@ -60,10 +61,8 @@ class CellGrid:
             (self.north - self.south) / self.height * metres_per_deg,
         )
 
-    def pixel_centres(self) -> tuple["np.ndarray", "np.ndarray"]:  # noqa: F821
+    def pixel_centres(self) -> tuple[np.ndarray, np.ndarray]:
         """Longitudes (width,) and latitudes (height,) of pixel centres."""
-        import numpy as np
-
         t = self.transform
         return t.c + t.a * (np.arange(self.width) + 0.5), t.f + t.e * (np.arange(self.height) + 0.5)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,6 +35,11 @@ def cut_patches(reflectance: np.ndarray, patch_size: int, min_valid: float = 0.0
     keep = valid > min_valid if min_valid > 0 else valid > 0
     rows, cols = np.divmod(np.arange(ny * nx), nx)
     return Patches(np.ascontiguousarray(tiles[keep]), rows[keep], cols[keep], valid[keep], (ny, nx))
+
+
+def band_patches(patches: Patches, band: int) -> Patches:
+    """The patches of one band, as a 1-channel Patches (single-band embeddings)."""
+    return replace(patches, data=np.ascontiguousarray(patches.data[:, band : band + 1]))
 
 
 def assemble(patches: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from scipy.optimize import least_squares
 
-from geoembed_assets.core.patches import Patches
+from geoembed_assets.core.patches import Patches, band_patches
 from geoembed_assets.core.training import TrainingConfig, train_cell_vae
 
 SCORES = ("gzip_ratio", "pca_components", "kernel_pca_components")
@@ -85,11 +85,6 @@ def sample_cells(geohashes: list[str], n: int, seed: int, scores: pd.DataFrame |
         return sorted(rng.choice(cells, size=n, replace=False).tolist())
     ranked = scores.set_index("geohash").reindex(cells)[list(SCORES)].rank().mean(axis=1).sort_values(kind="stable")
     return sorted(str(rng.choice(part)) for part in np.array_split(ranked.index.to_numpy(), n))
-
-
-def band_patches(patches: Patches, band: int) -> Patches:
-    """The patches of one band, as a 1-channel Patches (single-band embeddings)."""
-    return replace(patches, data=np.ascontiguousarray(patches.data[:, band : band + 1]))
 
 
 def calibrate_cell(

@@ -27,10 +27,11 @@ import torch
 import torch.nn.functional as F
 from rasterio.errors import NotGeoreferencedWarning
 
-from geoembed_assets.core.checkpoints import load_checkpoint
+from geoembed_assets.core.checkpoints import load_checkpoint, serialize_checkpoint
 from geoembed_assets.core.chipping import CHIP_SCALE, read_chip
-from geoembed_assets.core.patches import Patches, assemble, cut_patches
-from geoembed_assets.core.size_prediction import band_patches, sample_cells, torch_threads
+from geoembed_assets.core.embeddings import checkpoint_patches
+from geoembed_assets.core.patches import Patches, assemble, band_patches, cut_patches
+from geoembed_assets.core.size_prediction import sample_cells, torch_threads
 from geoembed_assets.core.training import Normalizer, TrainingConfig, index_errors, reconstruct, train_cell_vae
 from geoembed_assets.core.vae import ConvVAE
 
@@ -169,11 +170,7 @@ def embedding_roundtrip(
 
 def checkpoint_bytes(model: ConvVAE, normalizer: Normalizer) -> int:
     """Bytes of a checkpoint file holding this model (what decoding needs besides the embeddings)."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save({"state_dict": model.state_dict(), "mean": normalizer.mean, "std": normalizer.std}, buffer)
-    return len(buffer.getvalue())
+    return len(serialize_checkpoint(model, normalizer, {}))
 
 
 # ------------------------------------------------------------------------------------------ rate-distortion
@@ -258,10 +255,7 @@ def pipeline_rows(cell: str, refl: np.ndarray, bands: tuple[str, ...], sensor: s
         planes, nbytes, ckpt_bytes, sizes = [], 0, 0, set()
         for row in group.itertuples():
             ckpt = load_checkpoint(row.path)
-            patches = cut_patches(refl, ckpt.model.config.patch_size)
-            band = getattr(row, "band", "all")
-            if band != "all":
-                patches = band_patches(patches, bands.index(band))
+            patches = checkpoint_patches(ckpt, refl, bands, getattr(row, "band", "all"))
             recon, n = embedding_roundtrip(ckpt.model, ckpt.normalizer, patches, refl.shape[1:])
             planes.append(recon)
             nbytes += n

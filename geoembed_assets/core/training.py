@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from geoembed_assets.core.indices import index_band_pairs, normalized_difference
 from geoembed_assets.core.patches import Patches

@@ -20,11 +20,10 @@ from geoembed_assets.core.atomic import atomic_path
 from geoembed_assets.core.checkpoints import load_checkpoint, save_checkpoint
 from geoembed_assets.core.chipping import chip_scene, read_chip, scene_cells, write_chip
 from geoembed_assets.core.complexity import complexity_scores
-from geoembed_assets.core.embeddings import encode_patches, write_embeddings
-from geoembed_assets.core.patches import Patches, concat_patches, cut_patches
+from geoembed_assets.core.embeddings import checkpoint_patches, encode_patches, write_embeddings
+from geoembed_assets.core.patches import Patches, band_patches, concat_patches, cut_patches
 from geoembed_assets.core.readers import open_scene
 from geoembed_assets.core.scene import Scene, SceneError
-from geoembed_assets.core.size_prediction import band_patches
 from geoembed_assets.core.training import TrainingConfig, train_cell_vae
 from geoembed_assets.core.vae import VAEConfig
 
@@ -233,10 +232,8 @@ def embed_partition(
             if ckpt_row.path not in loaded:  # a cell's checkpoint serves all its acquisitions
                 loaded[ckpt_row.path] = load_checkpoint(ckpt_row.path)
             ckpt = loaded[ckpt_row.path]
-            patches = cut_patches(refl, ckpt.model.config.patch_size)
             band = getattr(ckpt_row, "band", "all")
-            if band != "all":
-                patches = band_patches(patches, bands.index(band))
+            patches = checkpoint_patches(ckpt, refl, bands, band)
             frames.append(
                 encode_patches(ckpt, patches, chip.geohash, int(chip.size_px), chip.scene_id, chip.datetime, band=band)
             )

@@ -7,6 +7,7 @@ import pandas as pd
 from geoembed_assets.assets import checks
 from geoembed_assets.assets.config import ChipsConfig, VAEConfig
 from geoembed_assets.core import workflow
+from geoembed_assets.core.quality import quality_by_cover
 from geoembed_assets.core.scene import Scene
 from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import GeoembedStorage, QualityThresholds, TorchDevice
@@ -93,7 +94,7 @@ def geohash_chips(
     description="Complexity of each chip: gzip ratio, linear and kernel PCA components at 95 % variance.",
 )
 def complexity_scores(context: dg.AssetExecutionContext, config: VAEConfig, geohash_chips: pd.DataFrame) -> pd.DataFrame:
-    scores = workflow.score_partition(geohash_chips, config.patch_size)
+    scores = workflow.score_partition(geohash_chips, config.training_config().patch_size)
     context.add_output_metadata({"scores": _md_table(scores)})
     return scores
 
@@ -103,11 +104,13 @@ def complexity_scores(context: dg.AssetExecutionContext, config: VAEConfig, geoh
     group_name="embeddings",
     kinds={"pytorch"},
     check_specs=[checks.MSE_CHECK],
-    deps=[dg.AssetKey("embedding_size_predictions")],  # read from disk when present (config switch), else latent_dim
+    deps=[dg.AssetKey("embedding_size_predictions")],  # read from disk when present (scope "cell"), else latent_dim
     pool="gpu",
     op_tags=GPU_TAGS,
-    description="One convolutional VAE per cell (reconstruction + KL + NDVI loss, early stopping), saved as a "
-    "state_dict with its config; scored on patches held out from training.",
+    description="Convolutional VAEs (spatial latent grid by default; the paper's flat VAE selectable): one model "
+    "shared by the region's cells, reused while it meets the quality target on new scenes and retrained from its "
+    "current version when it does not; reconstruction + KL + NDVI loss; state_dict + config, scored on held-out "
+    "patches.",
 )
 def vae_checkpoints(
     context: dg.AssetExecutionContext,
@@ -119,60 +122,86 @@ def vae_checkpoints(
 ):
     device = torch_device.device()
     region, month = _keys(context)
+    training = config.training_config()
     sizes = None
-    if config.latent_dim_from_predictions:
+    if config.scope == "cell" and config.latent_dim_from_predictions:
         sizes = workflow.read_size_predictions(storage.size_predictions_path(region, month), config.mode)
         context.log.info(f"embedding sizes from predictions: {sizes}" if sizes else "no size predictions: latent_dim")
+    target = thresholds.target()
     checkpoints = workflow.train_partition(
-        geohash_chips, storage.checkpoints_dir, config.training_config(), device, warm_start=config.warm_start,
-        mode=config.mode, latent_dims=sizes,
+        geohash_chips, storage.checkpoints_dir, training, device, warm_start=config.warm_start, mode=config.mode,
+        latent_dims=sizes, scope=config.scope, region=region, max_mse=target.max_mse, progress=context.log.info,
     )  # fmt: skip
+    models = checkpoints.drop_duplicates("checkpoint_id")
     yield dg.Output(
         checkpoints,
         metadata={
             "device": device,
-            "cells": len(checkpoints),
+            "cells": int(checkpoints["geohash"].nunique()),
+            "models": len(models),
+            "actions": dg.MetadataValue.json(models["action"].value_counts().to_dict()),
+            "architecture": config.architecture,
+            "scope": config.scope,
             "mode": config.mode,
             "latent_dims": dg.MetadataValue.json(sorted({int(d) for d in checkpoints["latent_dim"]})),
-            "mean_holdout_mse": float(checkpoints["holdout_mse"].mean()),
-            "max_holdout_mse": float(checkpoints["holdout_mse"].max()),
-            "checkpoints": _md_table(checkpoints.drop(columns=["path"])),
+            "checkpoint_bytes": int(models["checkpoint_bytes"].sum()),
+            "mean_holdout_mse": float(models["holdout_mse"].mean()),
+            "max_holdout_mse": float(models["holdout_mse"].max()),
+            "stopped_at_epoch_cap": dg.MetadataValue.json(
+                models.loc[models["epochs"] >= models["max_epochs"], "checkpoint_id"].tolist()
+            ),
+            "checkpoints": _md_table(models.drop(columns=["path", "geohash"])),
         },
     )
-    yield checks.holdout_mse_below_bound(checkpoints, thresholds.max_holdout_mse)
+    yield checks.holdout_mse_below_bound(models, target.max_mse)
 
 
 @dg.asset(
     partitions_def=scene_partitions,
     group_name="embeddings",
     kinds={"pytorch", "parquet"},
-    check_specs=[checks.DIMENSION_CHECK],
+    check_specs=[checks.DIMENSION_CHECK, checks.QUALITY_CHECK],
     pool="gpu",
     op_tags=GPU_TAGS,
-    description="GeoParquet of latent means: one row per patch of a cell and acquisition, naming the checkpoint "
-    "that made it and its reconstruction MSE.",
+    description="GeoParquet, one row per cell and acquisition: the int8 latent grid with its per-channel scales, "
+    "the validity mask, reconstruction RMSE and NDVI error, land/water cover and the checkpoint that decodes it. "
+    "Shows land and water cells beside their reconstructions.",
 )
 def embeddings(
     context: dg.AssetExecutionContext,
     config: VAEConfig,
     storage: GeoembedStorage,
+    thresholds: QualityThresholds,
     geohash_chips: pd.DataFrame,
     vae_checkpoints: pd.DataFrame,
 ):
     region, month = _keys(context)
     path, frame = workflow.embed_partition(
-        geohash_chips, vae_checkpoints, region, month, storage.embeddings_dir, mode=config.mode
-    )
-    yield dg.Output(
-        path,
-        metadata={
-            "path": dg.MetadataValue.path(str(path)),
-            "rows": len(frame),
-            "embedding_dim": max(len(e) for e in frame["embedding"]),
-            "embedding_dims": dg.MetadataValue.json(sorted({len(e) for e in frame["embedding"]})),
-            "mode": config.mode,
-            "embedding_bytes": path.stat().st_size,
-            "mean_recon_mse": float(frame["recon_mse"].mean()),
-        },
-    )
+        geohash_chips, vae_checkpoints, region, month, storage.embeddings_dir, mode=config.mode,
+        refine_steps=config.refine_steps if config.architecture == "spatial" else 0, progress=context.log.info,
+    )  # fmt: skip
+    nbytes = path.stat().st_size
+    chip_raw = workflow.raw_chip_bytes(geohash_chips)
+    ckpt_bytes = int(vae_checkpoints.drop_duplicates("checkpoint_id")["checkpoint_bytes"].sum())
+    target = thresholds.target()
+    metadata = {
+        "path": dg.MetadataValue.path(str(path)),
+        "rows": len(frame),
+        "embedding_bytes": nbytes,
+        "bytes_per_cell": nbytes / max(len(frame), 1),
+        "ratio_vs_uint16_chips": chip_raw / nbytes,
+        "ratio_vs_uint16_chips_with_checkpoints": chip_raw / (nbytes + ckpt_bytes),
+        "mode": config.mode,
+        "quality_target": f"land cells: RMSE <= {target.max_rmse} (MSE {target.max_mse:.2e}, PSNR "
+        f"{target.psnr_db():.1f} dB), NDVI MAE <= {target.max_ndvi_mae}",
+        "quality_by_cover": _md_table(quality_by_cover(frame)),
+        "cells": _md_table(frame[["geohash", "cover", "water_fraction", "valid_fraction", "recon_rmse", "ndvi_mae",
+                                  "checkpoint_id"]], limit=100),  # fmt: skip
+    }
+    if config.mode == "multi":
+        metadata["reconstructions"] = dg.MetadataValue.md(
+            workflow.reconstruction_preview(geohash_chips, frame, storage.checkpoints_dir)
+        )
+    yield dg.Output(path, metadata=metadata)
     yield checks.embedding_dimension_matches(path, vae_checkpoints)
+    yield checks.quality_target_met(frame, target)

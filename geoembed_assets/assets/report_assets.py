@@ -10,29 +10,28 @@ import dagster as dg
 import pandas as pd
 
 from geoembed_assets.core import storage_report as sr
+from geoembed_assets.core.previews import markdown_image
 from geoembed_assets.core.scene import Scene
 from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import GeoembedStorage, TorchDevice
 
 
 class StorageReportConfig(dg.Config):
-    n_cells: int = 3
+    n_cells: int = 0  # 0: every well-covered cell
     min_coverage: float = 0.99
-    multi_sizes: list[int] = list(sr.ReportConfig.multi_sizes)
-    single_sizes: list[int] = list(sr.ReportConfig.single_sizes)
-    max_epochs: int = sr.ReportConfig.max_epochs
-    patience: int = sr.ReportConfig.patience
+    rates: list[list[int]] = [list(r) for r in sr.RATE_SETTINGS]  # (depth, latent channels) per rate setting
+    max_steps: int = sr.ReportConfig.max_steps
     base_channels: int = sr.ReportConfig.base_channels
+    refine_steps: int = sr.ReportConfig.refine_steps
     ndvi_weight: float = sr.ReportConfig.ndvi_weight
     jp2_qualities: list[float] = list(sr.ReportConfig.jp2_qualities)
     seed: int = 0
 
     def report_config(self) -> sr.ReportConfig:
         return sr.ReportConfig(
-            n_cells=self.n_cells, min_coverage=self.min_coverage, multi_sizes=tuple(self.multi_sizes),
-            single_sizes=tuple(self.single_sizes), max_epochs=self.max_epochs, patience=self.patience,
-            base_channels=self.base_channels, ndvi_weight=self.ndvi_weight, jp2_qualities=tuple(self.jp2_qualities),
-            seed=self.seed,
+            n_cells=self.n_cells, min_coverage=self.min_coverage, rates=tuple(tuple(r) for r in self.rates),
+            max_steps=self.max_steps, base_channels=self.base_channels, refine_steps=self.refine_steps,
+            ndvi_weight=self.ndvi_weight, jp2_qualities=tuple(self.jp2_qualities), seed=self.seed,
         )  # fmt: skip
 
 
@@ -41,9 +40,9 @@ class StorageReportConfig(dg.Config):
     group_name="reports",
     kinds={"pytorch", "raster"},
     pool="gpu",
-    description="Bytes of the raw scene, chips, embeddings and checkpoints (ratios to raw, with and without "
-    "checkpoints), and a rate-distortion table: embeddings at several sizes against block averaging and JPEG2000 "
-    "at equal bytes and lossless GeoTIFF, by MSE and NDVI error on each chip's grid.",
+    description="Bytes of the raw scene, chips, embeddings and checkpoints (ratios with and without checkpoints), "
+    "and rate-distortion per cell and cover: the pipeline's embeddings and spatial VAEs at several rates (100x to "
+    "10,000x) against block averaging and JPEG2000 at equal bytes, by MSE and NDVI error, with a plot.",
 )
 def storage_report(
     context: dg.AssetExecutionContext,
@@ -52,7 +51,6 @@ def storage_report(
     torch_device: TorchDevice,
     raw_tiles: list[Scene],
     geohash_chips: pd.DataFrame,
-    vae_checkpoints: pd.DataFrame,
     embeddings: Path,
 ) -> pd.DataFrame:
     month = Path(embeddings).stem.split("-single")[0]
@@ -60,15 +58,16 @@ def storage_report(
              "single-band": Path(embeddings).with_name(f"{month}-single.parquet")}  # fmt: skip
     report = sr.build_report(
         geohash_chips, sr.raw_scene_files(raw_tiles), files, storage.checkpoints_dir, config.report_config(),
-        vae_checkpoints, torch_device.device(),
+        torch_device.device(), progress=context.log.info,
     )  # fmt: skip
     fmt = dict(index=False, floatfmt=".4g")
+    png = report.plot(f"partition {context.partition_key}")
     context.add_output_metadata(
         {
             "storage": dg.MetadataValue.md(report.storage.to_markdown(**fmt)),
-            "rate_distortion": dg.MetadataValue.md(report.summary.to_markdown(**fmt)),
-            "verdicts": dg.MetadataValue.md(report.verdicts.to_markdown(index=False, floatfmt=".3g")),
+            "comparison": dg.MetadataValue.md(report.comparison.to_markdown(**fmt)),
+            "rate_distortion_plot": dg.MetadataValue.md(markdown_image(png, "rate-distortion")),
             "notes": dg.MetadataValue.md("\n\n".join(report.notes)),
         }
     )
-    return report.summary
+    return report.comparison

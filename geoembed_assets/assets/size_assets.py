@@ -15,23 +15,25 @@ from geoembed_assets.resources import GeoembedStorage, TorchDevice
 class SizeConfig(dg.Config):
     """Calibration and prediction settings; the defaults are tiny, the paper's are sizes 2..128, 100 cells, patience 50."""
 
-    sizes: list[int] = [2, 8, 32]
+    sizes: list[int] = [2, 4, 8]
     n_cells: int = 4
-    max_epochs: int = 15
+    max_epochs: int = 10
     patience: int = 5
     base_channels: int = 16
-    modes: list[str] = ["multi", "single"]
+    architecture: str = "spatial"  # sizes are latent channels (spatial) or vector lengths (flat)
+    modes: list[str] = ["multi"]
     single_bands: list[str] | None = ["B08"]  # None: every band (the paper)
     ndvi_weight: float = 0.1
     ndvi_ablation: bool = True
     seed: int = 0
-    error_bound: float = sp.ERROR_BOUND  # MSE a predicted size must meet (paper: 0.002)
+    error_bound: float = sp.ERROR_BOUND  # MSE a predicted size must meet: the quality target (paper: 0.002)
     candidate_sizes: list[int] = list(sp.CANDIDATE_SIZES)
 
     def calibration(self) -> sp.CalibrationConfig:
         return sp.CalibrationConfig(
             sizes=tuple(self.sizes), n_cells=self.n_cells, max_epochs=self.max_epochs, patience=self.patience,
-            base_channels=self.base_channels, modes=tuple(self.modes),
+            base_channels=self.base_channels, modes=tuple(self.modes), architecture=self.architecture,
+            patch_size=48 if self.architecture == "spatial" else 32,
             single_bands=None if self.single_bands is None else tuple(self.single_bands),
             index_weights={"ndvi": self.ndvi_weight} if self.ndvi_weight else {},
             ndvi_ablation=self.ndvi_ablation, seed=self.seed,
@@ -71,10 +73,21 @@ def embedding_size_calibration(
     for mode in calibration.modes:
         fitted = sp.fit_all(points[points["mode"] == mode])
         best = sp.choose_best(fitted, cell_scores(complexity_scores), tuple(config.candidate_sizes))
+        best = sp.with_fallback(best, points[points["mode"] == mode], config.error_bound, tuple(config.candidate_sizes))
         models[mode] = best
+        if best.fallback_size is not None:
+            context.log.warning(
+                f"{mode}-band size fit has R^2 {best.skill:.3f} <= {sp.MIN_R2}: no better than a constant, not used; "
+                f"every cell gets the measured fallback size {best.fallback_size}"
+            )
+            metadata[f"fallback_{mode}_band"] = (
+                f"fit not used (R^2 {best.skill:.3f} <= {sp.MIN_R2}); measured fallback size {best.fallback_size}: the "
+                "smallest calibrated size at which every sampled cell met the error bound"
+            )
         metadata[f"r2_{mode}_band"] = _md(sp.r2_table(fitted).reset_index())
         metadata[f"r2_{mode}_band_leave_one_cell_out"] = _md(sp.r2_table(fitted, cross_validated=True).reset_index())
         metadata[f"chosen_{mode}_band"] = f"{best.function} on {best.score} (R^2 {best.r2:.3f}, LOO R^2 {best.cv_r2:.3f})"
+        metadata[f"loo_r2_{mode}_band"] = float(best.cv_r2) if np.isfinite(best.cv_r2) else float("nan")
     ablation = sp.ndvi_ablation(runs)
     example = cell_scores(complexity_scores).iloc[0]
     png = sp.loss_curve_png(

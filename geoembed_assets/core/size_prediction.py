@@ -15,8 +15,16 @@ every model (the exponential one is fitted in log space, then refined by least s
 6-parameter polynomial for memorising a handful of points), by in-sample R^2 otherwise, among the models whose
 predicted loss is positive and non-increasing in size for every cell to predict (see `is_plausible`).
 
-A cell's predicted size is the smallest candidate size whose predicted loss is <= the error bound (paper: 0.002),
-or the largest candidate when none is.
+A cell's predicted size is the smallest candidate size whose predicted loss is <= the error bound (default: the
+quality target's MSE 2.25e-4, reflectance RMSE 0.015, see `core/quality.py`; the paper's 0.002 is far looser), or
+the largest candidate when none is.
+
+A fit no better than a constant is not used: when the chosen model's leave-one-cell-out R^2 (in-sample R^2 with
+fewer than 3 cells) is not above `MIN_R2`, every cell gets the measured fallback size instead, the smallest
+calibrated size at which every sampled cell met the bound (the largest calibrated size when none did), and the
+materialization says so.
+
+Sizes are latent channels per grid position for the spatial VAE, vector lengths for the flat one.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import torch
 from scipy.optimize import least_squares
 
 from geoembed_assets.core.patches import Patches, band_patches
+from geoembed_assets.core.quality import QualityTarget
 from geoembed_assets.core.training import TrainingConfig, train_cell_vae
 
 SCORES = ("gzip_ratio", "pca_components", "kernel_pca_components")
@@ -42,13 +51,14 @@ MODES = ("multi", "single")
 class CalibrationConfig:
     """Calibration settings; the defaults are tiny (tests, default pipeline), `PAPER_CALIBRATION` is the paper's."""
 
-    sizes: tuple[int, ...] = (2, 8, 32)
+    sizes: tuple[int, ...] = (2, 4, 8)
     n_cells: int = 4
-    max_epochs: int = 15
+    max_epochs: int = 10
     patience: int = 5  # epochs without improvement of the training loss before stopping
     base_channels: int = 16
-    patch_size: int = 32
-    modes: tuple[str, ...] = MODES
+    patch_size: int = 48
+    architecture: str = "spatial"
+    modes: tuple[str, ...] = ("multi",)
     single_bands: tuple[str, ...] | None = ("B08",)  # bands calibrated in single mode; None: every band
     index_weights: dict[str, float] = field(default_factory=lambda: {"ndvi": 0.1})
     ndvi_ablation: bool = True  # also train without the NDVI term (multi mode, middle size) and record NDVI error
@@ -58,16 +68,19 @@ class CalibrationConfig:
     def training(self, latent_dim: int, index_weights: dict[str, float] | None = None) -> TrainingConfig:
         return TrainingConfig(
             latent_dim=latent_dim, patch_size=self.patch_size, base_channels=self.base_channels,
-            max_epochs=self.max_epochs, patience=self.patience, seed=self.seed,
+            max_epochs=self.max_epochs, patience=self.patience, seed=self.seed, architecture=self.architecture,
+            depth=2 if self.architecture == "spatial" else 3, max_steps=None,
             index_weights=dict(self.index_weights if index_weights is None else index_weights),
         )  # fmt: skip
 
 
 PAPER_CALIBRATION = CalibrationConfig(
-    sizes=(2, 4, 8, 16, 32, 64, 128), n_cells=100, max_epochs=10_000, patience=50, base_channels=32, single_bands=None
-)
-CANDIDATE_SIZES = (2, 4, 8, 16, 32, 64, 128)
-ERROR_BOUND = 0.002
+    sizes=(2, 4, 8, 16, 32, 64, 128), n_cells=100, max_epochs=10_000, patience=50, base_channels=32, single_bands=None,
+    architecture="flat", patch_size=32, modes=MODES,
+)  # fmt: skip
+CANDIDATE_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+ERROR_BOUND = QualityTarget().max_mse
+MIN_R2 = 0.0  # a fit must predict held-out cells better than their mean loss does
 
 
 def sample_cells(geohashes: list[str], n: int, seed: int, scores: pd.DataFrame | None = None) -> list[str]:
@@ -155,6 +168,16 @@ class SizeModel:
     r2: float  # in-sample, on the loss
     n_points: int
     cv_r2: float = float("nan")  # leave-one-cell-out
+    fallback_size: int | None = None  # set when the fit is no better than a constant: every cell gets this size
+
+    @property
+    def skill(self) -> float:
+        """The R^2 the choice rests on: leave-one-cell-out when computed, else in-sample."""
+        return self.cv_r2 if np.isfinite(self.cv_r2) else self.r2
+
+    @property
+    def informative(self) -> bool:
+        return bool(np.isfinite(self.skill) and self.skill > MIN_R2)
 
     def predict(self, score: float | np.ndarray, size: float | np.ndarray) -> np.ndarray:
         s, z = np.broadcast_arrays(np.atleast_1d(np.asarray(score, float)), np.atleast_1d(np.asarray(size, float)))
@@ -244,13 +267,32 @@ def choose_best(models: list[SizeModel], scores: pd.DataFrame | None = None, siz
 
 
 def predict_size(model: SizeModel, score: float, candidates: tuple[int, ...] = CANDIDATE_SIZES, bound: float = ERROR_BOUND) -> int:
-    """Smallest candidate size whose predicted loss is <= bound; the largest candidate when none is."""
+    """Smallest candidate size whose predicted loss is <= bound; the largest candidate when none is; the model's
+    fallback size when its fit is no better than a constant."""
+    if model.fallback_size is not None:
+        return int(model.fallback_size)
     sizes = sorted(candidates)
     losses = model.predict(score, np.asarray(sizes, float))
     for size, loss in zip(sizes, losses):
         if loss <= bound:
             return int(size)
     return int(sizes[-1])
+
+
+def measured_fallback_size(points: pd.DataFrame, bound: float, candidates: tuple[int, ...] = CANDIDATE_SIZES) -> int:
+    """Smallest calibrated size at which every sampled cell's measured loss met the bound; else the largest
+    calibrated size (nothing measured supports a larger one). Used instead of a fit that predicts no better than
+    a constant."""
+    worst = points.groupby("size")["loss"].max().sort_index()
+    meeting = worst[worst <= bound]
+    if len(meeting):
+        return int(meeting.index[0])
+    return int(worst.index.max()) if len(worst) else int(max(candidates))
+
+
+def with_fallback(model: SizeModel, points: pd.DataFrame, bound: float, candidates: tuple[int, ...] = CANDIDATE_SIZES) -> SizeModel:
+    """The model itself when informative, else the model carrying the measured fallback size."""
+    return model if model.informative else replace(model, fallback_size=measured_fallback_size(points, bound, candidates))
 
 
 def predict_cell_sizes(
@@ -266,7 +308,8 @@ def predict_cell_sizes(
             rows.append(
                 dict(
                     geohash=cell.geohash, mode=mode, latent_dim=size, score_name=model.score, score=score,
-                    function=model.function, predicted_loss=float(model.predict(score, size)[0]),
+                    function=model.function if model.fallback_size is None else "fallback (fit no better than a constant)",
+                    predicted_loss=float(model.predict(score, size)[0]) if model.fallback_size is None else float("nan"),
                 )
             )  # fmt: skip
     return pd.DataFrame(rows)

@@ -3,28 +3,31 @@
 Files are laid out by cell so that one region's outputs never collide with another's:
     chips/<region>/<geohash>/<scene_id>.tif          one chip per cell and acquisition
     chips/<region>/index_<month>.parquet             the chip index of one partition
-    checkpoints/<geohash>/<checkpoint_id>.pt         content-addressed, never overwritten
-    embeddings/<region>/<month>.parquet              GeoParquet, one row per patch (single-band: <month>-single)
+    checkpoints/<owner>/<checkpoint_id>.pt           owner: the region (shared model) or cell; never overwritten
+    embeddings/<region>/<month>.parquet              GeoParquet, one row per cell and acquisition (single: <month>-single)
     size_predictions/<region>/<month>.parquet        embedding size per cell and mode
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from geoembed_assets.core.atomic import atomic_path
-from geoembed_assets.core.checkpoints import load_checkpoint, save_checkpoint
+from geoembed_assets.core.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from geoembed_assets.core.chipping import chip_scene, read_chip, scene_cells, write_chip
 from geoembed_assets.core.complexity import complexity_scores
-from geoembed_assets.core.embeddings import checkpoint_patches, encode_patches, write_embeddings
+from geoembed_assets.core.embeddings import encode_cell, write_embeddings
 from geoembed_assets.core.patches import Patches, band_patches, concat_patches, cut_patches
 from geoembed_assets.core.readers import open_scene
 from geoembed_assets.core.scene import Scene, SceneError
-from geoembed_assets.core.training import TrainingConfig, train_cell_vae
+from geoembed_assets.core.training import TrainingConfig, masked_mse, reconstruct, train_cell_vae
 from geoembed_assets.core.vae import VAEConfig
 
 LANDING_SUFFIXES = (".scene.json", ".zip", ".tif", ".tiff", ".safe")
@@ -122,14 +125,23 @@ def score_partition(chips: pd.DataFrame, patch_size: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def latest_checkpoint(checkpoints_dir: str | Path, geohash: str, bands: tuple[str, ...]) -> Path | None:
-    """The most recent earlier checkpoint of this cell with the same bands (warm start for drift retraining)."""
-    folder = Path(checkpoints_dir) / geohash
-    candidates = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
-    for path in reversed(candidates):
-        ckpt = load_checkpoint(path)
-        if ckpt.band_names == bands:
-            return path
+def model_versions(checkpoints_dir: str | Path, owner: str) -> list[Checkpoint]:
+    """Every readable checkpoint of an owner (a cell, or a region for shared models), oldest version first."""
+    folder = Path(checkpoints_dir) / owner
+    found = []
+    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        try:
+            found.append(load_checkpoint(path))
+        except Exception:  # noqa: BLE001 - an unreadable file is not a version; the catalog check reports it
+            continue
+    return sorted(found, key=lambda c: (int(c.meta.get("version", 0)), str(c.meta.get("created", ""))))
+
+
+def latest_checkpoint(checkpoints_dir: str | Path, owner: str, bands: tuple[str, ...], wanted: VAEConfig | None = None) -> Checkpoint | None:
+    """The newest version of this owner's model with the same bands (and architecture, when given)."""
+    for ckpt in reversed(model_versions(checkpoints_dir, owner)):
+        if ckpt.band_names == bands and (wanted is None or ckpt.model.config == wanted):
+            return ckpt
     return None
 
 
@@ -174,70 +186,164 @@ def train_partition(
     warm_start: bool = True,
     mode: str = "multi",
     latent_dims: dict[str, int] | None = None,
+    scope: str = "partition",
+    region: str | None = None,
+    max_mse: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """One VAE per cell (multi mode) or per cell and band (single mode), trained on all the cell's chips here.
+    """Train (or reuse) the VAEs of a partition; one row per cell (and band in single mode) naming its checkpoint.
 
-    `latent_dims` gives a cell its own embedding size (the size predictions); other cells use config.latent_dim.
+    scope "partition" (default): one model per band label shared by every cell of the region, trained on all
+    their patches: one checkpoint decodes them all. A new partition first tries the region's current model: when
+    it was trained on these scenes already, or its error on them stays within `max_mse`, it is reused and nothing
+    is trained (temporal reuse; re-materializing is idempotent); otherwise a new version is trained from it
+    (drift) or from scratch. scope "cell": the paper's one model per cell, with `latent_dims` giving each cell
+    its own predicted size.
     """
+    say = progress or (lambda message: None)
     rows = []
-    for geohash, cell_chips in chips.groupby("geohash", sort=True):
-        cell_config = replace(config, latent_dim=int((latent_dims or {}).get(geohash, config.latent_dim)))
-        all_patches, all_bands = cell_patches(cell_chips["path"].tolist(), config.patch_size)
-        for band, patches, bands in embedding_targets(all_patches, all_bands, mode):
-            rows.append(_train_one(cell_chips, geohash, band, patches, bands, checkpoints_dir, cell_config, device, warm_start))
+    if scope == "cell":
+        cells = list(chips.groupby("geohash", sort=True))
+        for i, (geohash, cell_chips) in enumerate(cells):
+            cell_config = replace(config, latent_dim=int((latent_dims or {}).get(geohash, config.latent_dim)))
+            all_patches, all_bands = cell_patches(cell_chips["path"].tolist(), config.patch_size)
+            for band, patches, bands in embedding_targets(all_patches, all_bands, mode):
+                row = _train_one(cell_chips, geohash, band, patches, bands, checkpoints_dir, cell_config, device, warm_start, max_mse)
+                rows.append(row)
+            say(f"trained cell {geohash} ({i + 1}/{len(cells)})")
+        return pd.DataFrame(rows)
+    if scope != "partition":
+        raise ValueError(f"scope must be 'partition' or 'cell', got {scope!r}")
+    owner = region or _common_prefix(chips["geohash"].tolist())
+    all_patches, all_bands = cell_patches(chips["path"].tolist(), config.patch_size)
+    for band, patches, bands in embedding_targets(all_patches, all_bands, mode):
+        row = _train_one(chips, owner, band, patches, bands, checkpoints_dir, config, device, warm_start, max_mse, say)
+        for geohash in sorted(chips["geohash"].unique()):
+            rows.append({**row, "geohash": geohash})
     return pd.DataFrame(rows)
 
 
+def _common_prefix(geohashes: list[str]) -> str:
+    prefix = os.path.commonprefix(sorted(set(geohashes)))
+    return prefix or "all"
+
+
 def _train_one(
-    cell_chips: pd.DataFrame, geohash: str, band: str, patches: Patches, bands: tuple[str, ...],
-    checkpoints_dir: str | Path, config: TrainingConfig, device: str, warm_start: bool,
+    chips: pd.DataFrame, owner: str, band: str, patches: Patches, bands: tuple[str, ...],
+    checkpoints_dir: str | Path, config: TrainingConfig, device: str, warm_start: bool, max_mse: float | None,
+    say: Callable[[str], None] = lambda message: None,
 ) -> dict:  # fmt: skip
-    """Train and save one VAE; its row of the checkpoints table."""
-    sensor = cell_chips["sensor"].iloc[0]
-    parent_path = latest_checkpoint(checkpoints_dir, geohash, bands) if warm_start else None
-    parent = load_checkpoint(parent_path) if parent_path else None
-    wanted = VAEConfig(len(bands), config.patch_size, config.latent_dim, config.base_channels, config.depth)
-    if parent is not None and parent.model.config != wanted:
-        parent = None  # another architecture (e.g. a new predicted size): train from scratch
-    init = parent.model.state_dict() if parent else None
-    result = train_cell_vae(patches, bands, sensor, config, device=device, init_state=init)
+    """Reuse, fine-tune or train one model for `owner` (a cell or a region); its row of the checkpoints table."""
+    sensor = chips["sensor"].iloc[0]
+    scene_ids = sorted(chips["scene_id"].unique())
+    wanted = config.vae_config(len(bands))
+    current = latest_checkpoint(checkpoints_dir, owner, bands, wanted) if warm_start else None
+    if current is not None:
+        seen = set(current.meta.get("scene_ids", [])) >= set(scene_ids)
+        current_mse = float(np.nanmean(masked_mse(patches.data, reconstruct(current.model, current.normalizer, patches.data)[1])))
+        if seen or (max_mse is not None and current_mse <= max_mse):
+            say(f"{owner}/{band}: reusing {current.checkpoint_id} (MSE {current_mse:.2e} on these scenes"
+                + (", trained on them)" if seen else f" <= {max_mse:.2e})"))  # fmt: skip
+            return _checkpoint_row(owner, band, current, config.latent_dim, "reused", current_mse)
+        say(f"{owner}/{band}: MSE {current_mse:.2e} of {current.checkpoint_id} exceeds {max_mse}: new version from it")
+
+    def report(epoch: int, loss: float) -> None:
+        say(f"{owner}/{band}: epoch {epoch}, loss {loss:.4f}")
+
+    result = train_cell_vae(
+        patches, bands, sensor, config, device=device,
+        init_state=current.model.state_dict() if current else None,
+        init_normalizer=current.normalizer if current else None, progress=report,
+    )  # fmt: skip
     meta = dict(
-        geohash=geohash, sensor=sensor, bands=list(bands), scene_ids=sorted(cell_chips["scene_id"].unique()),
-        start_datetime=cell_chips["datetime"].min().isoformat(), end_datetime=cell_chips["datetime"].max().isoformat(),
-        parent=parent.checkpoint_id if parent else None, training={**asdict(config)}, epochs=result.epochs,
-        train_mse=result.train_mse, holdout_mse=result.holdout_mse, n_train=result.n_train,
-        n_holdout=result.n_holdout, history=result.history, device=device,
-        created=datetime.now(timezone.utc).isoformat(),
+        geohash=owner, owner=owner, cells=sorted(chips["geohash"].unique()), sensor=sensor, bands=list(bands),
+        scene_ids=sorted(set(scene_ids) | set(current.meta.get("scene_ids", []) if current else [])),
+        start_datetime=chips["datetime"].min().isoformat(), end_datetime=chips["datetime"].max().isoformat(),
+        parent=current.checkpoint_id if current else None, version=int(current.meta.get("version", 0)) + 1 if current else 1,
+        training={**asdict(config)}, epochs=result.epochs, train_mse=result.train_mse, holdout_mse=result.holdout_mse,
+        holdout_index_errors=result.holdout_index_errors, n_train=result.n_train, n_holdout=result.n_holdout,
+        history=result.history, device=device,
     )  # fmt: skip
     checkpoint_id, path = save_checkpoint(checkpoints_dir, result.model, result.normalizer, meta)
+    ckpt = load_checkpoint(path)
+    return _checkpoint_row(owner, band, ckpt, config.latent_dim, "fine-tuned" if current else "trained", result.holdout_mse)
+
+
+def _checkpoint_row(owner: str, band: str, ckpt: Checkpoint, latent_dim: int, action: str, mse: float) -> dict:
+    meta = ckpt.meta
     return dict(
-        geohash=geohash, band=band, checkpoint_id=checkpoint_id, path=str(path), parent=meta["parent"],
-        latent_dim=config.latent_dim, epochs=result.epochs, train_mse=result.train_mse,
-        holdout_mse=result.holdout_mse, n_train=result.n_train, n_holdout=result.n_holdout,
-        **{f"holdout_{k}_mae": v for k, v in result.holdout_index_errors.items()},
+        geohash=owner, owner=owner, band=band, checkpoint_id=ckpt.checkpoint_id, path=str(ckpt.path),
+        parent=meta.get("parent"), version=int(meta.get("version", 1)), action=action,
+        latent_dim=int(ckpt.model.config.latent_dim), epochs=int(meta.get("epochs", 0)) if action != "reused" else 0,
+        max_epochs=int(meta.get("training", {}).get("max_epochs", 0)), train_mse=float(meta.get("train_mse", np.nan)),
+        holdout_mse=float(meta.get("holdout_mse", np.nan)) if action != "reused" else mse,
+        n_train=int(meta.get("n_train", 0)), n_holdout=int(meta.get("n_holdout", 0)),
+        checkpoint_bytes=int(Path(ckpt.path).stat().st_size),
+        **{f"holdout_{k}_mae": v for k, v in meta.get("holdout_index_errors", {}).items()},
     )  # fmt: skip
 
 
 def embed_partition(
-    chips: pd.DataFrame, checkpoints: pd.DataFrame, region: str, month: str, embeddings_dir: str | Path, mode: str = "multi"
+    chips: pd.DataFrame,
+    checkpoints: pd.DataFrame,
+    region: str,
+    month: str,
+    embeddings_dir: str | Path,
+    mode: str = "multi",
+    refine_steps: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[Path, pd.DataFrame]:
-    """Embed every patch of every chip with its cell's checkpoint(s); write the partition's GeoParquet.
-
-    Single-band embeddings go to `<month>-single.parquet`, one row per patch and band.
-    """
-    frames, loaded = [], {}
-    for chip in chips.itertuples():
+    """Encode every chip with its cell's checkpoint(s) into one row per cell, acquisition (and band); write the
+    partition's GeoParquet. Single-band embeddings go to `<month>-single.parquet`."""
+    say = progress or (lambda message: None)
+    rows, loaded = [], {}
+    for i, chip in enumerate(chips.itertuples()):
         refl, bands, _ = read_chip(chip.path)
         for ckpt_row in checkpoints[checkpoints["geohash"] == chip.geohash].itertuples():
-            if ckpt_row.path not in loaded:  # a cell's checkpoint serves all its acquisitions
+            if ckpt_row.path not in loaded:  # one checkpoint serves many cells and acquisitions
                 loaded[ckpt_row.path] = load_checkpoint(ckpt_row.path)
-            ckpt = loaded[ckpt_row.path]
-            band = getattr(ckpt_row, "band", "all")
-            patches = checkpoint_patches(ckpt, refl, bands, band)
-            frames.append(
-                encode_patches(ckpt, patches, chip.geohash, int(chip.size_px), chip.scene_id, chip.datetime, band=band)
-            )
-    frame = pd.concat(frames, ignore_index=True)
+            row, _ = encode_cell(
+                loaded[ckpt_row.path], refl, bands, chip.geohash, int(chip.size_px), chip.scene_id, chip.datetime,
+                band=getattr(ckpt_row, "band", "all"), refine_steps=refine_steps,
+            )  # fmt: skip
+            rows.append(row)
+        say(f"encoded {chip.geohash} ({i + 1}/{len(chips)}): MSE {rows[-1]['recon_mse']:.2e}, {rows[-1]['cover']}")
+    frame = pd.DataFrame(rows)
     path = Path(embeddings_dir) / region / (f"{month}.parquet" if mode == "multi" else f"{month}-{mode}.parquet")
     write_embeddings(frame, path)
     return path, frame
+
+
+def raw_chip_bytes(chips: pd.DataFrame) -> int:
+    """Bytes of the chips as plain uint16 arrays (bands x H x W x 2): the yardstick every ratio is measured against."""
+    return int(sum(len(str(c.bands).split(",")) * int(c.size_px) ** 2 * 2 for c in chips.itertuples()))
+
+
+def preview_cells(rows: pd.DataFrame, n_land: int = 2, n_water: int = 1) -> list[int]:
+    """Row positions to show: the worst and the median land cell, and the median water cell."""
+    picks = []
+    for cover, n in (("land", n_land), ("water", n_water)):
+        part = rows[rows["cover"] == cover].sort_values("recon_mse", ascending=False)
+        if part.empty:
+            continue
+        order = [0, len(part) // 2][:n] if n > 1 else [len(part) // 2]
+        picks += [part.index[i] for i in dict.fromkeys(order)]
+    return picks
+
+
+def reconstruction_preview(chips: pd.DataFrame, rows: pd.DataFrame, checkpoints_dir: str | Path) -> str:
+    """Markdown with an inline PNG: land and water cells beside their reconstructions (RGB, NDVI, error)."""
+    from geoembed_assets.core.embeddings import decode_cell
+    from geoembed_assets.core.previews import comparison_png, markdown_image
+
+    panels, sensor, bands = [], "", ()
+    for i in preview_cells(rows):
+        row = rows.loc[[i]]
+        chip = chips[(chips["geohash"] == row["geohash"].iloc[0]) & (chips["scene_id"] == row["scene_id"].iloc[0])].iloc[0]
+        truth, bands, _ = read_chip(chip.path)
+        decoded = decode_cell(row, checkpoints_dir)
+        panels.append((f"{chip.geohash} ({row['cover'].iloc[0]})", truth, decoded.image))
+        sensor = str(chip.sensor)
+    if not panels:
+        return "no cell to show"
+    return markdown_image(comparison_png(panels, sensor, bands, dpi=60), "chips and reconstructions")

@@ -123,12 +123,13 @@ def vae_properties(ckpt_path: Path) -> tuple[MLModelProperties, dict[str, Any]]:
     ckpt = load_checkpoint(ckpt_path)
     meta, cfg = ckpt.meta, ckpt.model.config
     bands = list(ckpt.band_names)
-    patch = [-1, cfg.in_channels, cfg.patch_size, cfg.patch_size]
+    spatial = cfg.architecture == "spatial"
+    image = [-1, cfg.in_channels, -1, -1] if spatial else [-1, cfg.in_channels, cfg.patch_size, cfg.patch_size]
     image_dims = ["batch", "bands", "height", "width"]
     model_input = ModelInput(
-        name="reflectance patches",
+        name="reflectance chip" if spatial else "reflectance patches",
         bands=bands,
-        input=InputStructure(shape=patch, dim_order=image_dims, data_type="float32"),
+        input=InputStructure(shape=image, dim_order=image_dims, data_type="float32"),
         value_scaling=[
             ValueScalingZScore(mean=float(m), stddev=float(s))
             for m, s in zip(ckpt.normalizer.mean, ckpt.normalizer.std, strict=True)
@@ -136,29 +137,33 @@ def vae_properties(ckpt_path: Path) -> tuple[MLModelProperties, dict[str, Any]]:
         resize_type=None,
         pre_processing_function=ProcessingExpression(
             format="python",
-            expression="geoembed_assets.core.patches:cut_patches",
-            description="square patches of a cell chip's reflectance (EPSG:4326 geohash grid); no-data (NaN) "
-            "is set to 0 after z-scoring",
+            expression="geoembed_assets.core.codec:encode_chip",
+            description=(
+                f"a whole cell chip (EPSG:4326 geohash grid, sides padded to multiples of {cfg.factor}); "
+                if spatial else f"square {cfg.patch_size}-px patches of a cell chip; "
+            ) + "no-data (NaN) is set to 0 after z-scoring; the latent is stored as int8 with a scale per channel",
         ),
     )
+    latent = (
+        ModelResult(shape=[-1, cfg.latent_dim, -1, -1], dim_order=["batch", "channel", "height", "width"], data_type="float32")
+        if spatial
+        else ModelResult(shape=[-1, cfg.latent_dim], dim_order=["batch", "embedding"], data_type="float32")
+    )
     outputs = [
-        ModelOutput(
-            name="latent mean",
-            tasks={"similarity-search"},
-            result=ModelResult(shape=[-1, cfg.latent_dim], dim_order=["batch", "embedding"], data_type="float32"),
-        ),
+        ModelOutput(name="latent mean" + (f" grid (1/{cfg.factor} of the pixel grid)" if spatial else ""),
+                    tasks={"similarity-search"}, result=latent),
         ModelOutput(
             name="reconstruction",
             tasks={"generative"},
             bands=bands,
-            result=ModelResult(shape=patch, dim_order=image_dims, data_type="float32"),
+            result=ModelResult(shape=image, dim_order=image_dims, data_type="float32"),
         ),
-    ]
+    ]  # fmt: skip
     device = str(meta.get("device", "cpu"))
     parent = meta.get("parent")
     properties = MLModelProperties(
         name=f"geoembed VAE {ckpt.checkpoint_id}",
-        architecture="VAE",
+        architecture=f"VAE ({cfg.architecture}: {'latent grid' if cfg.architecture == 'spatial' else 'one vector per patch'})",
         tasks={"similarity-search", "generative"},
         framework="pytorch",
         framework_version=torch.__version__,
@@ -179,12 +184,16 @@ def vae_item(ckpt_path: str | Path) -> Built:
     """MLM Item of one cell's VAE checkpoint: the cell polygon, its training period, the .pt asset."""
     ckpt_path = Path(ckpt_path)
     properties, meta = vae_properties(ckpt_path)
-    geometry, bbox = _geometry(box(*cell_bounds(meta["geohash"])))
+    cells = meta.get("cells") or [meta["geohash"]]
+    geometry, bbox = _geometry(shapely.union_all([box(*cell_bounds(g)) for g in cells]))
     extra = {
-        "description": f"Convolutional VAE of geohash cell {meta['geohash']} "
-        f"({meta['sensor']}, bands {', '.join(meta['bands'])})",
+        "description": f"Convolutional VAE of geohash {'region' if len(cells) > 1 else 'cell'} {meta['geohash']}, "
+        f"version {meta.get('version', 1)}, shared by {len(cells)} cell(s) ({meta['sensor']}, bands "
+        f"{', '.join(meta['bands'])})",
         "created": meta.get("created"),
+        "version": str(meta.get("version", 1)),
         "geoembed:geohash": meta["geohash"],
+        "geoembed:cells": cells,
         "geoembed:sensor": meta["sensor"],
         "geoembed:train_mse": meta.get("train_mse"),
         "geoembed:holdout_mse": meta.get("holdout_mse"),
@@ -212,22 +221,23 @@ def vae_item(ckpt_path: str | Path) -> Built:
     links = [(pystac.RelType.DERIVED_FROM, scene_id) for scene_id in meta.get("scene_ids", [])]
     if meta.get("parent"):
         links.append((pystac.RelType.DERIVED_FROM, meta["parent"]))
+        links.append(("predecessor-version", meta["parent"]))
     return Built(item, links)
 
 
 def vae_items(data_dir: str | Path) -> list[Built]:
-    """Every VAE checkpoint on disk (`checkpoints/<geohash>/<id>.pt`)."""
+    """Every VAE checkpoint on disk (`checkpoints/<owner>/<id>.pt`)."""
     return [vae_item(p) for p in sorted(Path(data_dir, "checkpoints").glob("*/*.pt"))]
 
 
 def embeddings_item(path: str | Path) -> Built:
     """emb Item of one partition's embeddings GeoParquet (`embeddings/<region>/<month>.parquet`)."""
     path = Path(path)
-    table = pq.read_table(path, columns=["geohash", "datetime", "scene_id", "checkpoint_id", "patch_size"])
+    table = pq.read_table(path, columns=["geohash", "datetime", "scene_id", "checkpoint_id", "cell_size_px"])
     cells = sorted(set(table.column("geohash").to_pylist()))
     geometry, bbox = _geometry(shapely.union_all([box(*cell_bounds(g)) for g in cells]))
     times = table.column("datetime").to_pylist()
-    patch = int(table.column("patch_size")[0].as_py())
+    size = int(table.column("cell_size_px")[0].as_py())
     region, month = path.parent.name, path.stem
     item = pystac.Item(
         id=f"embeddings-{region}-{month}",
@@ -237,8 +247,9 @@ def embeddings_item(path: str | Path) -> Built:
         start_datetime=as_utc(min(times)),
         end_datetime=as_utc(max(times)),
         properties={
-            "description": f"VAE latent means, one row per {patch}x{patch} patch of the cells of region {region}",
-            "emb:runtime_parameters": {"statistic": "latent mean", "patch_size": patch, "cells": len(cells)},
+            "description": f"VAE latent grids (int8 with a scale per channel), one row per {size}x{size}-px cell and "
+            f"acquisition of region {region}",
+            "emb:runtime_parameters": {"statistic": "latent mean, quantised to int8", "cell_size_px": size, "cells": len(cells)},
             "processing:datetime": datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(),
         },
         collection=EMBEDDINGS_COLLECTION,
@@ -260,16 +271,19 @@ def embedding_collection_fields(paths: list[Path]) -> dict[str, Any]:
     layouts = set()
     for path in paths:
         schema = pq.read_schema(path)
-        patch = int(pq.read_table(path, columns=["patch_size"]).column("patch_size")[0].as_py())
-        layouts.add((schema.field("embedding").type.list_size, patch))
+        size = int(pq.read_table(path, columns=["cell_size_px"]).column("cell_size_px")[0].as_py())
+        field_type = schema.field("embedding").type
+        layouts.add((getattr(field_type, "list_size", -1), size))
     if len(layouts) != 1:
         return {}
-    dim, patch = layouts.pop()
+    dim, size = layouts.pop()
+    if dim is None or dim < 0:
+        return {}
     return {
         "emb:type": "chip",
         "emb:dimensions": dim,
-        "data_type": "float32",
-        "emb:chip_layout": {"layout_type": "regular_grid", "chip_size": [patch, patch], "stride": [patch, patch],
+        "data_type": "int8",
+        "emb:chip_layout": {"layout_type": "regular_grid", "chip_size": [size, size], "stride": [size, size],
                             "grid_id": "geohash cell grid (EPSG:4326)"},
     }  # fmt: skip
 

@@ -190,6 +190,7 @@ def train_partition(
     region: str | None = None,
     max_mse: float | None = None,
     progress: Callable[[str], None] | None = None,
+    retrain: bool = False,
 ) -> pd.DataFrame:
     """Train (or reuse) the VAEs of a partition; one row per cell (and band in single mode) naming its checkpoint.
 
@@ -198,7 +199,7 @@ def train_partition(
     it was trained on these scenes already, or its error on them stays within `max_mse`, it is reused and nothing
     is trained (temporal reuse; re-materializing is idempotent); otherwise a new version is trained from it
     (drift) or from scratch. scope "cell": the paper's one model per cell, with `latent_dims` giving each cell
-    its own predicted size.
+    its own predicted size. `retrain` always trains a new version from the current one (a drift schedule).
     """
     say = progress or (lambda message: None)
     rows = []
@@ -208,7 +209,10 @@ def train_partition(
             cell_config = replace(config, latent_dim=int((latent_dims or {}).get(geohash, config.latent_dim)))
             all_patches, all_bands = cell_patches(cell_chips["path"].tolist(), config.patch_size)
             for band, patches, bands in embedding_targets(all_patches, all_bands, mode):
-                row = _train_one(cell_chips, geohash, band, patches, bands, checkpoints_dir, cell_config, device, warm_start, max_mse)
+                row = _train_one(
+                    cell_chips, geohash, band, patches, bands, checkpoints_dir, cell_config, device, warm_start, max_mse,
+                    retrain=retrain,
+                )  # fmt: skip
                 rows.append(row)
             say(f"trained cell {geohash} ({i + 1}/{len(cells)})")
         return pd.DataFrame(rows)
@@ -217,7 +221,7 @@ def train_partition(
     owner = region or _common_prefix(chips["geohash"].tolist())
     all_patches, all_bands = cell_patches(chips["path"].tolist(), config.patch_size)
     for band, patches, bands in embedding_targets(all_patches, all_bands, mode):
-        row = _train_one(chips, owner, band, patches, bands, checkpoints_dir, config, device, warm_start, max_mse, say)
+        row = _train_one(chips, owner, band, patches, bands, checkpoints_dir, config, device, warm_start, max_mse, say, retrain)
         for geohash in sorted(chips["geohash"].unique()):
             rows.append({**row, "geohash": geohash})
     return pd.DataFrame(rows)
@@ -231,14 +235,14 @@ def _common_prefix(geohashes: list[str]) -> str:
 def _train_one(
     chips: pd.DataFrame, owner: str, band: str, patches: Patches, bands: tuple[str, ...],
     checkpoints_dir: str | Path, config: TrainingConfig, device: str, warm_start: bool, max_mse: float | None,
-    say: Callable[[str], None] = lambda message: None,
+    say: Callable[[str], None] = lambda message: None, retrain: bool = False,
 ) -> dict:  # fmt: skip
     """Reuse, fine-tune or train one model for `owner` (a cell or a region); its row of the checkpoints table."""
     sensor = chips["sensor"].iloc[0]
     scene_ids = sorted(chips["scene_id"].unique())
     wanted = config.vae_config(len(bands))
     current = latest_checkpoint(checkpoints_dir, owner, bands, wanted) if warm_start else None
-    if current is not None:
+    if current is not None and not retrain:
         seen = set(current.meta.get("scene_ids", [])) >= set(scene_ids)
         current_mse = float(np.nanmean(masked_mse(patches.data, reconstruct(current.model, current.normalizer, patches.data)[1])))
         if seen or (max_mse is not None and current_mse <= max_mse):

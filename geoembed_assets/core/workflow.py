@@ -10,6 +10,8 @@ Files are laid out by cell so that one region's outputs never collide with anoth
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -18,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from geoembed_assets.core.atomic import atomic_path, partition_lock, remove_stale_temp_files
-from geoembed_assets.core.checkpoints import load_checkpoint, save_checkpoint
+from geoembed_assets.core.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from geoembed_assets.core.chipping import chip_scene, read_chip, scene_cells, write_chip
 from geoembed_assets.core.complexity import complexity_scores
 from geoembed_assets.core.embeddings import checkpoint_patches, encode_patches, write_embeddings
@@ -55,6 +57,31 @@ def _is_raster_sidecar(path: Path) -> bool:
     stem = path.name.removesuffix(".scene.json")
     candidates = [path.with_name(stem)] + [path.with_name(stem + s) for s in (".tif", ".tiff", ".TIF", ".TIFF")]
     return any(c.is_file() and c.suffix.lower() in (".tif", ".tiff") for c in candidates)
+
+
+def delivery_fingerprint(entry: str | Path) -> str:
+    """Name, size and modification time (ns) of every file of a delivery: a band file edited in place inside a
+    band folder (which leaves the folder's own mtime alone) or a sidecar change gives a new fingerprint."""
+    entry = Path(entry)
+    files = [entry]
+    if entry.is_dir():
+        files += sorted(p for p in entry.rglob("*") if p.is_file())
+    elif entry.name.endswith(".scene.json"):  # the local folder it points at, when inside the landing folder
+        try:
+            href = str(json.loads(entry.read_text()).get("href") or "")
+        except (OSError, ValueError, AttributeError):
+            href = ""
+        target = entry.parent / href
+        if href and "://" not in href and target.resolve().is_relative_to(entry.parent.resolve()) and target.is_dir():
+            files += sorted(p for p in target.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for p in files:
+        try:
+            stat = p.stat()
+        except OSError:
+            continue
+        digest.update(f"{p.relative_to(entry.parent)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return f"{entry.name}:{digest.hexdigest()[:16]}"
 
 
 def month_of(when: datetime) -> str:
@@ -221,7 +248,11 @@ def latest_checkpoint(checkpoints_dir: str | Path, geohash: str, bands: tuple[st
     folder = Path(checkpoints_dir) / geohash
     candidates = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     for path in reversed(candidates):
-        ckpt = load_checkpoint(path)
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as exc:  # a corrupt file is no parent: train from the next one (or scratch)
+            log.warning(f"skipping unreadable checkpoint as warm start: {exc}")
+            continue
         if ckpt.band_names == bands:
             return path
     return None

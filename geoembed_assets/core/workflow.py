@@ -363,6 +363,7 @@ def embed_partition(
                 encode_patches(ckpt, patches, chip.geohash, int(chip.size_px), chip.scene_id, chip.datetime, band=band)
             )
     frame = pd.concat(frames, ignore_index=True)
+    remove_stale_temp_files(Path(embeddings_dir) / safe_name(region, "region"), older_than_s=3600)  # killed writes
     path = Path(embeddings_dir) / region / (f"{month}.parquet" if mode == "multi" else f"{month}-{mode}.parquet")
     write_embeddings(frame, path)
     return path, frame

@@ -191,7 +191,8 @@ def test_band_on_a_shifted_grid_is_refused(tmp_path: Path) -> None:
     folder = band_folder_copy(tmp_path / "shifted", skip=("B04",))
     with rasterio.open(S2_DIR / "s2_B04.jp2") as ds:
         t = ds.transform
-        profile = {**ds.profile, "driver": "GTiff", "transform": t * t.translation(100, 0)}  # 100 px east
+        shifted = rasterio.Affine(t.a, t.b, t.c + 100 * t.a, t.d, t.e, t.f)  # 100 px east, same CRS
+        profile = {**ds.profile, "driver": "GTiff", "transform": shifted}
         data = ds.read(1)
     with rasterio.open(folder / "s2_B04.jp2", "w", **profile) as dst:
         dst.write(data, 1)

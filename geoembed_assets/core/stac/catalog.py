@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ class ModelFamily:
 
 
 MODEL_FAMILIES: dict[str, ModelFamily] = {}
+STALE_AFTER_S = 3600.0  # a catalog temp tree older than this is from a killed rebuild, not one in progress
 
 
 def register_model_family(family: ModelFamily) -> None:
@@ -187,6 +189,9 @@ def write_catalog(
     final = Path(catalog_dir) if catalog_dir else data_dir / "catalog"
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}-tmp-{uuid.uuid4().hex[:8]}")  # sibling: same relative asset hrefs
+    for stale in [*final.parent.glob(f".{final.name}-tmp-*"), *final.parent.glob(f".{final.name}-old-*")]:
+        if time.time() - stale.stat().st_mtime > STALE_AFTER_S:  # left by a killed rebuild
+            shutil.rmtree(stale, ignore_errors=True)
     catalog = build_catalog_object(data_dir, problems)
     try:
         with stac_version(stac_items.STAC_VERSION):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import shutil
 import time
 import uuid
 from contextlib import contextmanager
@@ -16,13 +17,15 @@ from pathlib import Path
 from typing import Iterator
 
 TEMP_GLOB = ".*.tmp"  # what atomic_path names its temporary siblings
+LOW_SPACE_BYTES = 1 << 20
 
 
 @contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of `final`; rename it over `final` only if the block succeeds.
 
-    A full disk (ENOSPC, EDQUOT) raises an OSError whose message names `final`.
+    A full disk (ENOSPC, EDQUOT, or GDAL's "No space left on device" from rasterio) raises an OSError whose
+    message names `final`.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -30,13 +33,29 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, final)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OSError(e.errno, f"no space left on the device writing {final}: {e.strerror}", str(final)) from e
+    except Exception as e:
+        if _disk_full(e, final.parent):
+            code = e.errno if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) else errno.ENOSPC
+            raise OSError(code, f"no space left on the device writing {final} ({type(e).__name__}: {e})", str(final)) from e
         raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    """ENOSPC/EDQUOT, also when a library reports it in its own words: GDAL only says "write failed" (its
+    "No space left on device" goes to stderr), so a failed write on a file system with under 1 MiB free counts."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = f"{error} {error.__cause__ or ''}".lower()
+    if "no space left on device" in text or "disk quota exceeded" in text:
+        return True
+    try:
+        nearly_full = shutil.disk_usage(folder).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
+    return nearly_full and ("write" in text or isinstance(error, OSError))
 
 
 def write_bytes_atomic(final: str | Path, data: bytes) -> None:

@@ -135,3 +135,27 @@ def test_disk_full_names_the_path(tmp_path: Path) -> None:
     assert not final.exists() and not list(final.parent.glob(".*.tmp"))
     write_bytes_atomic(final, b"ok")  # and the next write works
     assert final.read_bytes() == b"ok"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 64 KiB tmpfs (needs mount rights: root in a container); skipped where the machine refuses."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_full_disk_while_writing_a_chip_names_the_chip(tiny_disk: Path) -> None:
+    from geoembed_assets.core.chipping import chip_scene, write_chip
+
+    (chip,) = chip_scene(open_scene(DEFAULT_DESCRIPTOR), ["dqdnw"], 256)
+    final = tiny_disk / "chips" / "dqd" / "dqdnw" / "scene.tif"
+    with pytest.raises(OSError) as err:
+        write_chip(chip, final)
+    assert err.value.errno == errno.ENOSPC and str(final) in str(err.value)
+    assert not final.exists() and not list(final.parent.glob(".*.tmp"))  # nothing half-written is left

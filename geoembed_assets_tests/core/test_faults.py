@@ -153,7 +153,7 @@ def tiny_disk(tmp_path: Path):
 def test_full_disk_while_writing_a_chip_names_the_chip(tiny_disk: Path) -> None:
     from geoembed_assets.core.chipping import chip_scene, write_chip
 
-    (chip,) = chip_scene(open_scene(DEFAULT_DESCRIPTOR), ["dqdnw"], 256)
+    (chip,) = chip_scene(open_scene(DEFAULT_DESCRIPTOR), ["dqdnw"], 128)
     final = tiny_disk / "chips" / "dqd" / "dqdnw" / "scene.tif"
     with pytest.raises(OSError) as err:
         write_chip(chip, final)

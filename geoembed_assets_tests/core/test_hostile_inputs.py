@@ -400,6 +400,7 @@ def test_out_of_range_configuration_is_refused_before_any_work() -> None:
             "raw_tiles": {"config": {"precision": 0}},
             "vae_checkpoints": {"config": {"latent_dim": 0, "patch_size": 1000}},
             "complexity_scores": {"config": {"patch_size": 0}},
+            "embedding_size_calibration": {"config": {"sizes": [0, 8]}},
         }
     }
     with pytest.raises(SettingsError) as err:
@@ -407,7 +408,7 @@ def test_out_of_range_configuration_is_refused_before_any_work() -> None:
     message = str(err.value)
     for expected in ("geohash_chips: precision=13", "raw_tiles: precision=0", "vae_checkpoints: latent_dim=0",
                      "vae_checkpoints: patch_size=1000 is larger than the cell (cell_size_px=480)",
-                     "complexity_scores: patch_size=0"):  # fmt: skip
+                     "complexity_scores: patch_size=0", "embedding_size_calibration: sizes=[0, 8]"):  # fmt: skip
         assert expected in message
     validate_run_config({"ops": {"vae_checkpoints": {"config": {"latent_dim": 8, "patch_size": 32}}}})
     with pytest.raises(SettingsError, match="cell_size_px=0"):

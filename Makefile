@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup  ## run the main job on the embedded default scene and print a summary
+	$(BIN)/python -m geoembed_assets.instance_config .dagster_home
 	$(BIN)/python -m geoembed_assets.cli run $(ARGS)
 
 test: setup  ## run the test suite
@@ -27,6 +28,7 @@ bench: setup  ## print the benchmarks (chipping, encoding, storage)
 	$(BIN)/python benchmarks/bench_foundation.py
 
 dev: setup  ## the Dagster web UI on http://127.0.0.1:3000
+	$(BIN)/python -m geoembed_assets.instance_config .dagster_home
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
 
 clean:

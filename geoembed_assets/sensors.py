@@ -13,8 +13,7 @@ from geoembed_assets.resources import GeoembedStorage
 
 
 def _fingerprint(path) -> str:
-    stat = path.stat()
-    return f"{path.name}:{stat.st_size}:{int(stat.st_mtime)}"
+    return workflow.delivery_fingerprint(path)  # every file of the delivery, so in-place edits are seen
 
 
 @dg.sensor(

@@ -13,6 +13,23 @@ STAC_VALID_CHECK = dg.AssetCheckSpec(
 )  # fmt: skip
 
 
+INPUTS_READABLE_CHECK = dg.AssetCheckSpec(
+    "catalog_inputs_readable", asset="mlm_stac_items", blocking=False,
+    description="Every checkpoint and embeddings file on disk could be read and catalogued; an unreadable one is "
+    "left out of the catalog and named here.",
+)  # fmt: skip
+
+
+def inputs_readable(problems: list[str]) -> dg.AssetCheckResult:
+    """Fails naming each checkpoint/embeddings file the catalog had to leave out."""
+    return dg.AssetCheckResult(
+        check_name=INPUTS_READABLE_CHECK.name,
+        passed=not problems,
+        metadata={"unreadable_files": len(problems), "problems": dg.MetadataValue.json(problems)},
+        description="\n".join(problems) or None,
+    )
+
+
 def stac_valid(catalog_dir) -> dg.AssetCheckResult:
     """Fails with each invalid document's schema messages."""
     invalid = validate_tree(catalog_dir)
@@ -28,14 +45,17 @@ def stac_valid(catalog_dir) -> dg.AssetCheckResult:
     deps=[dg.AssetKey("embeddings")],
     group_name="catalog",
     kinds={"stac"},
-    check_specs=[STAC_VALID_CHECK],
+    check_specs=[STAC_VALID_CHECK, INPUTS_READABLE_CHECK],
     description="Static STAC catalog under <data_dir>/catalog: a Collection per model family with one MLM Item per "
     "model, source scene Items, and embeddings Items (emb extension) linked to the models that made them. A full, "
     "idempotent rebuild from the files on disk (every partition's outputs).",
 )
-def mlm_stac_items(storage: GeoembedStorage):
+def mlm_stac_items(context: dg.AssetExecutionContext, storage: GeoembedStorage):
     catalog_dir = storage.path("catalog")
-    counts = write_catalog(storage.data_dir, catalog_dir)
+    problems: list[str] = []
+    counts = write_catalog(storage.data_dir, catalog_dir, problems)
+    for problem in problems:
+        context.log.warning(f"left out of the catalog: {problem}")
     yield dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(catalog_dir)),
@@ -44,3 +64,4 @@ def mlm_stac_items(storage: GeoembedStorage):
         }
     )
     yield stac_valid(catalog_dir)
+    yield inputs_readable(problems)

@@ -1,6 +1,7 @@
 """Run configuration of the assets (editable in the launchpad and on the CLI with --config-json)."""
 
 import dagster as dg
+from pydantic import Field
 
 from geoembed_assets.core.training import TrainingConfig
 
@@ -17,18 +18,18 @@ ARCHITECTURE_DEFAULTS: dict[str, dict] = {
 
 
 class ChipsConfig(dg.Config):
-    precision: int = 5  # geohash precision of a cell (5: ~5 km x 5 km)
-    cell_size_px: int = 480  # pixels per cell side (~10 m north-south at precision 5)
-    min_coverage: float = 0.5  # cells with less valid data are skipped
+    precision: int = Field(5, ge=1, le=12)  # geohash precision of a cell (5: ~5 km x 5 km)
+    cell_size_px: int = Field(480, ge=1)  # pixels per cell side (~10 m north-south at precision 5)
+    min_coverage: float = Field(0.5, ge=0.0, le=1.0)  # cells with less valid data are skipped
 
 
 class VAEConfig(dg.Config):
     quality: str = "fast"  # "fast" or "best"
     architecture: str = "spatial"  # "spatial": latent grid (default); "flat": the paper's one vector per patch
     scope: str = "partition"  # "partition": one model shared by the region's cells; "cell": one per cell (paper)
-    latent_dim: int | None = None  # None: 4 channels (spatial) / 32 (flat)
-    patch_size: int | None = None  # None: 48 (spatial) / 32 (flat)
-    depth: int | None = None  # None: 2 (spatial: latent grid at 1/4) / 3 (flat)
+    latent_dim: int | None = Field(None, ge=1)  # None: 4 channels (spatial) / 32 (flat)
+    patch_size: int | None = Field(None, ge=1)  # None: 48 (spatial) / 32 (flat)
+    depth: int | None = Field(None, ge=1)  # None: 2 (spatial: latent grid at 1/4) / 3 (flat)
     max_epochs: int | None = None  # None: from the quality preset
     max_steps: int | None = None
     patience: int | None = None

@@ -6,6 +6,7 @@ import pandas as pd
 
 from geoembed_assets.assets import checks
 from geoembed_assets.assets.config import ChipsConfig, VAEConfig
+from geoembed_assets.assets.config_validation import validate_run_config
 from geoembed_assets.core import workflow
 from geoembed_assets.core.quality import quality_by_cover
 from geoembed_assets.core.scene import Scene
@@ -36,12 +37,13 @@ def _md_table(frame: pd.DataFrame, limit: int = 40) -> dg.MetadataValue:
 )
 def raw_tiles(context: dg.AssetExecutionContext, config: ChipsConfig, storage: GeoembedStorage) -> list[Scene]:
     region, month = _keys(context)
-    scenes, rejected, duplicates = workflow.find_scenes(storage.landing_dir, region, month, config.precision)
+    validate_run_config(context.run_config)  # every step's settings, before any work
+    found = workflow.landing_report(storage.landing_dir, region, month, config.precision)
+    scenes, rejected, duplicates = found.scenes, found.rejected, found.duplicates
     for entry, error in rejected.items():
         context.log.warning(f"rejected landing entry {entry}: {error}")
-    if not scenes:
-        detail = "".join(f"\n- {e}: {err}" for e, err in rejected.items())
-        raise dg.Failure(f"no readable scene in {storage.landing_dir} for region {region}, month {month}{detail}")
+    if not scenes:  # names every delivery: rejected ones with their error, others with the partition they belong to
+        raise dg.Failure(found.no_scene_message(storage.landing_dir, region, month))
     first = scenes[0]
     context.add_output_metadata(
         {
@@ -74,6 +76,8 @@ def geohash_chips(
     index = workflow.chip_partition(
         raw_tiles, region, month, storage.chips_dir, config.precision, config.cell_size_px, config.min_coverage
     )
+    for warning in index.attrs.get("warnings", []):  # skipped cells (coverage, constant, saturated), negatives
+        context.log.warning(warning)
     yield dg.Output(
         index,
         metadata={
@@ -81,6 +85,7 @@ def geohash_chips(
             "chips": len(index),
             "chip_bytes": int(index["bytes"].sum()),
             "mean_coverage": float(index["coverage"].mean()),
+            "skipped_cells": dg.MetadataValue.json(index.attrs.get("skipped", [])),
             "index": _md_table(index[["geohash", "scene_id", "coverage", "bytes", "path"]]),
         },
     )

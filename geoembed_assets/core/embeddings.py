@@ -182,14 +182,10 @@ def write_embeddings(frame: pd.DataFrame, path: str | Path) -> int:
 
 def read_embeddings(path: str | Path) -> pd.DataFrame:
     """Read an embeddings GeoParquet, checking that the columns decoding needs are there with the right types."""
-    table = pq.read_table(path)
-    missing = [c for c in EMBEDDING_COLUMNS if c not in table.column_names]
-    if missing:
-        raise ValueError(f"{path}: not a geoembed embeddings file, missing columns {missing}")
-    emb = table.schema.field("embedding").type
-    if not (pa.types.is_list(emb) or pa.types.is_fixed_size_list(emb)) or emb.value_type != pa.int8():
-        raise ValueError(f"{path}: column 'embedding' must be a list of int8, found {emb}")
-    return table.to_pandas()
+    from geoembed_assets.core.embeddings_schema import check_embeddings_schema
+
+    check_embeddings_schema(path)  # a dropped or retyped column: one error naming the file and the column
+    return pq.read_table(path).to_pandas()
 
 
 class DecodedCell(NamedTuple):

@@ -19,7 +19,6 @@ band or a band in the wrong CRS fails at registration with a :class:`SceneError`
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -40,6 +39,13 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from shapely.geometry import box
 
+from geoembed_assets.core.safe_paths import (
+    UnsafePathError,
+    inside_any,
+    package_data_roots,
+    resolve_package_href,
+    safe_name,
+)
 from geoembed_assets.core.scene import BandFile, Scene, SceneError
 
 __all__ = ["open_scene", "validate_readable"]
@@ -83,27 +89,39 @@ class _OpenedBand:
     tags: dict[str, str]
 
 
-def open_scene(path: str | Path) -> Scene:
+def open_scene(path: str | Path, roots: Iterable[str | Path] | None = None) -> Scene:
     """Open a delivered scene (descriptor, band folder, multi-band GeoTIFF, SAFE folder or SAFE zip).
 
     Scaling (reflectance = DN * scale + offset): descriptor/sidecar/MTD values always win. Otherwise
     Sentinel-2 uses 1e-4 / 0; Landsat-8 ``L2SP`` products 2.75e-5 / -0.2; other Landsat-8 (Level-1 DN) use
     1e-4 / 0 as a documented approximation (the exact values are in the MTL file; put them in the descriptor).
     Nodata: metadata, else the file's nodata, else 0 for Sentinel-2/Landsat DN.
+
+    Every file the delivery names (descriptor href, band map, band files, symlink targets) must resolve inside
+    `roots` (default: the folder holding `path`, i.e. the landing folder) or inside the data of an allow-listed
+    package (see :mod:`geoembed_assets.core.safe_paths`); the scene id must be a safe file name. A refusal is a
+    :class:`SceneError` naming the input.
     """
     p = Path(path).absolute()
     if not p.exists():
         raise SceneError(f"{p}: no such file or folder")
-    if p.is_file() and p.name.endswith(".scene.json"):
-        return _open_descriptor(p)
-    if p.is_dir() and (p.suffix.upper() == ".SAFE" or any(p.glob("MTD_MSIL*.xml"))):
-        return _open_safe_folder(p)
-    if p.is_file() and p.suffix.lower() == ".zip":
-        return _open_safe_zip(p)
-    if p.is_dir():
-        sidecar = p / "scene.json"
-        return _open_band_folder(p, _read_json(sidecar) if sidecar.is_file() else {}, source=p)
-    return _open_multiband(p, _file_sidecar(p), source=p)
+    allowed = tuple(Path(r).resolve() for r in (roots if roots is not None else [p.parent])) + tuple(
+        package_data_roots()
+    )
+    try:
+        inside_any(p, allowed, "delivery")
+        if p.is_file() and p.name.endswith(".scene.json"):
+            return _open_descriptor(p, allowed)
+        if p.is_dir() and (p.suffix.upper() == ".SAFE" or any(p.glob("MTD_MSIL*.xml"))):
+            return _open_safe_folder(p, allowed)
+        if p.is_file() and p.suffix.lower() == ".zip":
+            return _open_safe_zip(p, allowed)
+        if p.is_dir():
+            sidecar = p / "scene.json"
+            return _open_band_folder(p, _read_json(sidecar) if sidecar.is_file() else {}, source=p, allowed=allowed)
+        return _open_multiband(p, _file_sidecar(p), source=p, allowed=allowed)
+    except UnsafePathError as e:
+        raise SceneError(f"{p}: refused: {e}") from e
 
 
 def validate_readable(band: BandFile) -> None:
@@ -121,43 +139,43 @@ def validate_readable(band: BandFile) -> None:
 # --- cases 1-3: descriptor, band folder, multi-band GeoTIFF ---------------------------------------------------
 
 
-def _open_descriptor(path: Path) -> Scene:
+def _open_descriptor(path: Path, allowed: tuple[Path, ...]) -> Scene:
     """A ``*.scene.json`` names a band folder (or one raster) elsewhere and carries the metadata."""
     meta = _read_json(path)
     href = meta.get("href")
     if not href:
         raise SceneError(f"{path}: descriptor has no 'href'")
     target = _resolve_href(str(href), path.parent)
+    if not str(href).startswith("pkg://"):
+        inside_any(target, allowed, f"{path}: href {href!r}")
     if target.is_dir():
         sidecar = target / "scene.json"
         merged = {**(_read_json(sidecar) if sidecar.is_file() else {}), **meta}
-        return _open_band_folder(target, merged, source=path)
+        return _open_band_folder(target, merged, source=path, allowed=allowed)
     if target.is_file():
-        return _open_multiband(target, meta, source=path)
+        return _open_multiband(target, meta, source=path, allowed=allowed)
     raise SceneError(f"{path}: href {href!r} resolves to {target}, which does not exist")
 
 
 def _resolve_href(href: str, base: Path) -> Path:
-    """``pkg://package/sub/dir`` -> folder inside an installed package; other relative paths -> from ``base``."""
+    """``pkg://package/sub/dir`` -> folder inside an allow-listed package (nothing imported); other relative
+    paths -> from ``base``."""
     if href.startswith("pkg://"):
-        package, _, rest = href.removeprefix("pkg://").partition("/")
-        try:
-            root = Path(str(importlib.resources.files(package)))
-        except ModuleNotFoundError as e:
-            raise SceneError(f"{href}: package {package!r} is not installed") from e
-        return root / rest
+        return resolve_package_href(href)
     p = Path(href).expanduser()
     return p if p.is_absolute() else base / p
 
 
-def _open_band_folder(folder: Path, meta: dict[str, Any], *, source: Path) -> Scene:
+def _open_band_folder(folder: Path, meta: dict[str, Any], *, source: Path, allowed: tuple[Path, ...]) -> Scene:
     """One raster per band; band names come from the file names (or the metadata's ``bands`` mapping)."""
     files = _folder_band_files(folder, meta.get("bands"))
     sensor = str(meta.get("sensor") or _guess_sensor(files.keys(), [p.name for p in files.values()]))
     named = {
         _normalise_band(name, sensor): (str(p), 1) for name, p in files.items() if name not in _NOT_FOR_EMBEDDING
     }
-    return _assemble(source=source, label=str(folder), named=named, meta=meta, sensor=sensor, complete=True)
+    return _assemble(
+        source=source, label=str(folder), named=named, meta=meta, sensor=sensor, complete=True, allowed=allowed
+    )
 
 
 def _folder_band_files(folder: Path, mapping: dict[str, str] | None) -> dict[str, Path]:
@@ -180,7 +198,7 @@ def _folder_band_files(folder: Path, mapping: dict[str, str] | None) -> dict[str
     return found
 
 
-def _open_multiband(path: Path, meta: dict[str, Any], *, source: Path) -> Scene:
+def _open_multiband(path: Path, meta: dict[str, Any], *, source: Path, allowed: tuple[Path, ...]) -> Scene:
     """All bands in one file, named by the band descriptions (B1..Bn when unset)."""
     try:
         with rasterio.open(path) as ds:
@@ -188,13 +206,26 @@ def _open_multiband(path: Path, meta: dict[str, Any], *, source: Path) -> Scene:
     except RasterioError as e:
         raise SceneError(f"{path}: cannot open as a raster: {_reason(e)}") from e
     described = [(d or "").strip() for d in descriptions]
+    listed = meta.get("bands")
+    if isinstance(listed, list):  # the sidecar names the bands in file order
+        if len(listed) != len(described):
+            raise SceneError(f"{path}: the sidecar lists {len(listed)} band names for {len(described)} bands")
+        described = [str(b).strip() for b in listed]
+    elif not all(described):
+        missing = [i for i, d in enumerate(described, start=1) if not d]
+        raise SceneError(
+            f"{path}: band(s) {missing} have no band description, so their spectral meaning (and the NDVI "
+            "bands) is unknown; set the descriptions or list the names in the sidecar as \"bands\": [...]"
+        )
     sensor = str(meta.get("sensor") or _guess_sensor(described, [path.name]))
     names = [_multiband_name(d, i, sensor) for i, d in enumerate(described, start=1)]
     if len(set(names)) != len(names):
         raise SceneError(f"{path}: duplicate band names {names} (from the band descriptions)")
     named = {n: (str(path), i) for i, n in enumerate(names, start=1)}
     # A multi-band file is a deliberate band subset (e.g. 9-band L2A composites): no completeness check.
-    return _assemble(source=source, label=str(path), named=named, meta=meta, sensor=sensor, complete=False)
+    return _assemble(
+        source=source, label=str(path), named=named, meta=meta, sensor=sensor, complete=False, allowed=allowed
+    )
 
 
 def _multiband_name(description: str, index: int, sensor: str) -> str:
@@ -218,7 +249,7 @@ def _file_sidecar(path: Path) -> dict[str, Any]:
 # --- case 4: Sentinel-2 SAFE ------------------------------------------------------------------------------
 
 
-def _open_safe_folder(folder: Path) -> Scene:
+def _open_safe_folder(folder: Path, allowed: tuple[Path, ...]) -> Scene:
     """An unpacked ``.SAFE`` folder."""
     mtd = sorted(folder.glob("MTD_MSIL*.xml"))
     if not mtd:
@@ -230,10 +261,11 @@ def _open_safe_folder(folder: Path) -> Scene:
         mtd_xml=mtd[0].read_bytes(),
         members=members,
         to_path=lambda m: str(folder / m),
+        allowed=allowed,
     )
 
 
-def _open_safe_zip(path: Path) -> Scene:
+def _open_safe_zip(path: Path, allowed: tuple[Path, ...]) -> Scene:
     """A zipped SAFE product, read in place through GDAL's ``/vsizip/``."""
     try:
         with zipfile.ZipFile(path) as zf:
@@ -254,11 +286,13 @@ def _open_safe_zip(path: Path) -> Scene:
         mtd_xml=mtd_xml,
         members=members,
         to_path=lambda m: f"/vsizip/{path}/{prefix}{m}",
+        allowed=allowed,
     )
 
 
 def _open_safe(
-    *, source: Path, product: str, mtd_xml: bytes, members: Iterable[str], to_path: Callable[[str], str]
+    *, source: Path, product: str, mtd_xml: bytes, members: Iterable[str], to_path: Callable[[str], str],
+    allowed: tuple[Path, ...],
 ) -> Scene:
     """Shared SAFE logic: metadata from the MTD file, bands from GRANULE/*/IMG_DATA."""
     meta = _parse_mtd(mtd_xml, f"{source}: MTD")
@@ -283,7 +317,7 @@ def _open_safe(
     named = {name: (to_path(m), 1) for name, m in chosen.items()}
     return _assemble(
         source=source, label=str(source), named=named, meta=meta, sensor=meta["sensor"], complete=True,
-        scene_id=product,
+        scene_id=product, allowed=allowed,
     )  # fmt: skip
 
 
@@ -341,10 +375,14 @@ def _assemble(
     meta: dict[str, Any],
     sensor: str,
     complete: bool,
+    allowed: tuple[Path, ...],
     scene_id: str | None = None,
 ) -> Scene:
     """Validate the bands and build the Scene; ``label`` names the scene in error messages."""
     product_type = str(meta.get("product_type") or "unknown")
+    for name, (band_path, _) in named.items():
+        if not band_path.startswith("/vsi"):  # /vsizip/ members live inside the zip checked by open_scene
+            inside_any(band_path, allowed, f"{label}: band {name}")
     if complete:
         _check_complete(label, sensor, product_type, named.keys())
     order = sorted(named, key=_band_sort_key) if complete else list(named)  # multi-band: file order
@@ -352,19 +390,21 @@ def _assemble(
     for o in opened:
         validate_readable(o.band)
     crs = _common_crs(opened)
+    _check_same_grid(opened)
     when = _parse_datetime(str(meta["datetime"]), label) if meta.get("datetime") else _datetime_from_tags(opened)
     if when is None:
         raise SceneError(
             f"{label}: no acquisition datetime (no 'datetime' in the descriptor/scene.json sidecar and no "
             f"{'/'.join(_DATETIME_TAGS)} tag in the rasters)"
         )
-    default_scale, default_offset = _default_scaling(sensor, product_type)
+    default_scale, default_offset = _default_scaling(sensor, product_type, meta.get("processing_baseline"))
     file_nodata = opened[0].nodata
     default_nodata = file_nodata if file_nodata is not None else _default_nodata(sensor)
     tile = meta.get("tile")
     bands = tuple(o.band for o in opened)
     if scene_id is None:
         scene_id = f"{sensor}_{product_type}_{when:%Y%m%dT%H%M%S}_{tile or 'x'}_{_content_hash(bands)}"
+    scene_id = safe_name(scene_id, f"{label}: scene id (from sensor, product_type, tile or product name)")
     extra = {k: meta[k] for k in ("tile", "processing_baseline") if meta.get(k) is not None}
     return Scene(
         scene_id=scene_id,
@@ -432,6 +472,26 @@ def _common_crs(opened: list[_OpenedBand]) -> str:
                 f"{o.band.path}: wrong CRS: band {o.band.name} is in {o.crs.to_string()}, the scene in {scene_crs}"
             )
     return scene_crs
+
+
+def _check_same_grid(opened: list[_OpenedBand]) -> None:
+    """Every band must cover the same ground: extents agree to within the coarsest band's pixel.
+
+    A band on a shifted grid (right CRS, wrong transform) would otherwise be resampled misregistered with full
+    coverage.
+    """
+    tolerance = max(o.band.resolution_m for o in opened)
+    reference = min(opened, key=lambda o: o.band.resolution_m)
+    ref = reference.bounds
+    for o in opened:
+        b = o.bounds
+        shifts = (b.left - ref.left, b.bottom - ref.bottom, b.right - ref.right, b.top - ref.top)
+        if max(abs(s) for s in shifts) > tolerance:
+            raise SceneError(
+                f"{o.band.path}: band {o.band.name} is on another grid than band {reference.band.name}: its extent "
+                f"edges (left, bottom, right, top) differ by {tuple(round(s, 1) for s in shifts)} m, more than "
+                f"one {tolerance:g} m pixel (misregistered band?)"
+            )
 
 
 def _footprint_wkt(bounds: list[BoundingBox], crs: str) -> str:
@@ -521,10 +581,19 @@ def _band_sort_key(name: str) -> tuple[int, int, str]:
     return (1, 0, name)
 
 
-def _default_scaling(sensor: str, product_type: str) -> tuple[float, float]:
-    """Scale/offset used only when the delivery's metadata gives none (see :func:`open_scene`)."""
+def _default_scaling(sensor: str, product_type: str, baseline: object = None) -> tuple[float, float]:
+    """Scale/offset used only when the delivery's metadata gives none (see :func:`open_scene`).
+
+    Sentinel-2 processing baseline 04.00 and later (L1C and L2A) add 1000 to every DN: offset -0.1.
+    """
     if sensor.startswith("landsat"):
         return LANDSAT_L2SP_SCALING if "L2SP" in product_type.upper() else LANDSAT_L1_SCALING
+    if baseline is not None and sensor.startswith("sentinel-2"):
+        try:
+            if float(str(baseline)) >= 4.0:
+                return SENTINEL2_SCALING[0], -0.1
+        except ValueError as e:
+            raise SceneError(f"processing_baseline {baseline!r} is not a number like '04.00'") from e
     return SENTINEL2_SCALING
 
 

@@ -21,6 +21,7 @@ No-data pixels are filled with the band mean before a codec sees them and are ne
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -193,7 +194,8 @@ def train_rate_model(chips: pd.DataFrame, depth: int, latent_dim: int, config: R
     training = config.training(depth, latent_dim)
     patches, bands = cell_patches(chips["path"].tolist(), training.patch_size)
     result = train_cell_vae(patches, bands, str(chips["sensor"].iloc[0]), training, device=device)
-    meta = dict(geohash="report", owner="report", sensor=str(chips["sensor"].iloc[0]), bands=list(bands),
+    owner = os.path.commonprefix(sorted(chips["geohash"])) or str(chips["geohash"].iloc[0])[0]
+    meta = dict(geohash=owner, owner=owner, sensor=str(chips["sensor"].iloc[0]), bands=list(bands),
                 training=training.__dict__, version=1)  # fmt: skip
     _, path = save_checkpoint(workdir, result.model, result.normalizer, meta)
     return load_checkpoint(path)

@@ -10,26 +10,32 @@ Files are laid out by cell so that one region's outputs never collide with anoth
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 from collections.abc import Callable
-from dataclasses import asdict, replace
-from datetime import datetime
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from geoembed_assets.core.atomic import atomic_path
-from geoembed_assets.core.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from geoembed_assets.core.atomic import atomic_path, partition_lock, remove_stale_temp_files
+from geoembed_assets.core.checkpoints import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from geoembed_assets.core.chipping import chip_scene, read_chip, scene_cells, write_chip
 from geoembed_assets.core.complexity import complexity_scores
 from geoembed_assets.core.embeddings import encode_cell, write_embeddings
 from geoembed_assets.core.patches import Patches, band_patches, concat_patches, cut_patches
 from geoembed_assets.core.readers import open_scene
+from geoembed_assets.core.safe_paths import inside, safe_name
 from geoembed_assets.core.scene import Scene, SceneError
+from geoembed_assets.core.screening import screen_chip
 from geoembed_assets.core.training import TrainingConfig, masked_mse, reconstruct, train_cell_vae
 from geoembed_assets.core.vae import VAEConfig
 
+log = logging.getLogger(__name__)
 LANDING_SUFFIXES = (".scene.json", ".zip", ".tif", ".tiff", ".safe")
 
 
@@ -40,11 +46,45 @@ def landing_entries(landing_dir: str | Path) -> list[Path]:
         return []
     entries = []
     for p in sorted(landing.iterdir()):
-        if p.name.startswith("."):
+        if p.name.startswith(".") or _is_raster_sidecar(p):
             continue
         if p.is_dir() or p.name.lower().endswith(LANDING_SUFFIXES):
             entries.append(p)
     return entries
+
+
+def _is_raster_sidecar(path: Path) -> bool:
+    """`x.tif.scene.json` / `x.scene.json` beside a raster `x.tif` is that raster's metadata, not a delivery."""
+    if not path.name.endswith(".scene.json"):
+        return False
+    stem = path.name.removesuffix(".scene.json")
+    candidates = [path.with_name(stem)] + [path.with_name(stem + s) for s in (".tif", ".tiff", ".TIF", ".TIFF")]
+    return any(c.is_file() and c.suffix.lower() in (".tif", ".tiff") for c in candidates)
+
+
+def delivery_fingerprint(entry: str | Path) -> str:
+    """Name, size and modification time (ns) of every file of a delivery: a band file edited in place inside a
+    band folder (which leaves the folder's own mtime alone) or a sidecar change gives a new fingerprint."""
+    entry = Path(entry)
+    files = [entry]
+    if entry.is_dir():
+        files += sorted(p for p in entry.rglob("*") if p.is_file())
+    elif entry.name.endswith(".scene.json"):  # the local folder it points at, when inside the landing folder
+        try:
+            href = str(json.loads(entry.read_text()).get("href") or "")
+        except (OSError, ValueError, AttributeError):
+            href = ""
+        target = entry.parent / href
+        if href and "://" not in href and target.resolve().is_relative_to(entry.parent.resolve()) and target.is_dir():
+            files += sorted(p for p in target.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for p in files:
+        try:
+            stat = p.stat()
+        except OSError:
+            continue
+        digest.update(f"{p.relative_to(entry.parent)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return f"{entry.name}:{digest.hexdigest()[:16]}"
 
 
 def month_of(when: datetime) -> str:
@@ -55,62 +95,143 @@ def scene_regions(scene: Scene, precision: int, region_precision: int) -> list[s
     return sorted({g[:region_precision] for g in scene_cells(scene, precision)})
 
 
-def find_scenes(
-    landing_dir: str | Path, region: str, month: str, precision: int
-) -> tuple[list[Scene], dict[str, str], list[str]]:
-    """Scenes in the landing folder acquired in `month` and touching `region`.
+@dataclass
+class LandingReport:
+    """What the landing folder holds for one partition: its scenes and why every other delivery is not one."""
 
-    Returns (scenes, rejected {entry: error}, duplicates [entry]): a delivery that cannot be read is reported,
-    not fatal for the others; a scene delivered twice (same scene id) is taken once.
+    scenes: list[Scene]
+    rejected: dict[str, str]  # entry -> error
+    duplicates: list[str]  # entries holding a scene already taken (same id, or the same pixels repackaged)
+    elsewhere: dict[str, str]  # readable entries of other partitions -> "region(s) ..., month ..."
+
+    def no_scene_message(self, landing_dir: str | Path, region: str, month: str) -> str:
+        """Why the partition has no scene, naming every delivery and where it belongs."""
+        lines = [f"no readable scene in {landing_dir} for region {region}, month {month}"]
+        lines += [f"- {e}: belongs to {where}" for e, where in self.elsewhere.items()]
+        lines += [f"- {e}: {err}" for e, err in self.rejected.items()]
+        return "\n".join(lines)
+
+
+def _pixel_key(scene: Scene) -> tuple:
+    """Same acquisition, grid and bands whatever the container (band folder, multi-band GeoTIFF, SAFE)."""
+    return (scene.datetime, scene.crs, scene.footprint_wkt, tuple(scene.band_names), scene.scale, scene.offset)
+
+
+def landing_report(landing_dir: str | Path, region: str, month: str, precision: int) -> LandingReport:
+    """Scenes in the landing folder acquired in `month` and touching `region`, and what became of the others.
+
+    A delivery that cannot be read is reported, not fatal for the others; a scene delivered twice (same scene id,
+    or the same acquisition, grid and bands in another container) is taken once.
     """
-    scenes: dict[str, Scene] = {}
-    rejected: dict[str, str] = {}
-    duplicates: list[str] = []
+    report = LandingReport([], {}, [], {})
+    ids: set[str] = set()
+    keys: dict[tuple, str] = {}
     for entry in landing_entries(landing_dir):
         try:
             scene = open_scene(entry)
         except SceneError as exc:
-            rejected[str(entry)] = str(exc)
+            report.rejected[str(entry)] = str(exc)
             continue
-        if month_of(scene.datetime) != month or region not in scene_regions(scene, precision, len(region)):
+        regions = scene_regions(scene, precision, len(region))
+        if month_of(scene.datetime) != month or region not in regions:
+            report.elsewhere[str(entry)] = f"region(s) {', '.join(regions)}, month {month_of(scene.datetime)}"
             continue
-        if scene.scene_id in scenes:
-            duplicates.append(str(entry))
+        key = _pixel_key(scene)
+        if scene.scene_id in ids or key in keys:
+            report.duplicates.append(str(entry))
             continue
-        scenes[scene.scene_id] = scene
-    return list(scenes.values()), rejected, duplicates
+        ids.add(scene.scene_id)
+        keys[key] = scene.scene_id
+        report.scenes.append(scene)
+    return report
+
+
+def find_scenes(
+    landing_dir: str | Path, region: str, month: str, precision: int
+) -> tuple[list[Scene], dict[str, str], list[str]]:
+    """(scenes, rejected {entry: error}, duplicates [entry]) of :func:`landing_report`."""
+    report = landing_report(landing_dir, region, month, precision)
+    return report.scenes, report.rejected, report.duplicates
+
+
+def chip_path(chips_dir: str | Path, region: str, geohash: str, scene_id: str) -> Path:
+    """`chips/<region>/<geohash>/<scene_id>.tif`, each part a safe name and the result inside `chips_dir`."""
+    parts = [safe_name(region, "region"), safe_name(geohash, "geohash"), safe_name(scene_id, "scene id") + ".tif"]
+    path = Path(chips_dir).joinpath(*parts)
+    inside(path, chips_dir, f"chip of scene {scene_id}")
+    return path
 
 
 def chip_partition(
     scenes: list[Scene], region: str, month: str, chips_dir: str | Path, precision: int, size_px: int, min_coverage: float
 ) -> pd.DataFrame:
-    """Chip every scene over the region's cells; write chips and the partition's chip index."""
-    rows = []
-    for scene in scenes:
-        cells = [g for g in scene_cells(scene, precision) if g.startswith(region)]
-        if not cells:
-            raise SceneError(f"{scene.source}: scene {scene.scene_id} touches no cell of region {region}")
-        for chip in chip_scene(scene, cells, size_px):
-            if chip.coverage < min_coverage:
-                continue
-            path = Path(chips_dir) / region / chip.grid.geohash / f"{scene.scene_id}.tif"
-            size = write_chip(chip, path)
-            west, south, east, north = chip.grid.bounds
-            rows.append(
-                dict(
-                    geohash=chip.grid.geohash, scene_id=scene.scene_id, datetime=pd.Timestamp(scene.datetime),
-                    sensor=scene.sensor, path=str(path), coverage=chip.coverage, bytes=size, size_px=size_px,
-                    bands=",".join(chip.band_names), west=west, south=south, east=east, north=north,
+    """Chip every scene over the region's cells; write chips and the partition's chip index.
+
+    Chips are screened first (:mod:`screening`): cells below the coverage minimum, constant or saturated data are
+    skipped and listed in ``index.attrs["skipped"]`` (scene, source, geohash, reason) and logged with counts per
+    scene; ``index.attrs["warnings"]`` names scenes that give no chip at all and chips with negative reflectance.
+    The partition's outputs are one set: the chip files the previous index of this partition listed and the new
+    one does not (a changed redelivery, other settings) are removed, and stale temp files of killed writes are
+    cleaned, all under the partition's lock so concurrent runs of one partition do not interleave.
+    """
+    region_dir = Path(chips_dir) / safe_name(region, "region")
+    with partition_lock(region_dir, month):
+        remove_stale_temp_files(region_dir)
+        rows, skipped, warnings = [], [], []
+        for scene in scenes:
+            cells = [g for g in scene_cells(scene, precision) if g.startswith(region)]
+            if not cells:
+                raise SceneError(f"{scene.source}: scene {scene.scene_id} touches no cell of region {region}")
+            kept = 0
+            for chip in chip_scene(scene, cells, size_px):
+                verdict = screen_chip(chip, scene, min_coverage)
+                if verdict.reason is not None:
+                    skipped.append(dict(scene_id=scene.scene_id, source=scene.source, geohash=chip.grid.geohash,
+                                        coverage=chip.coverage, reason=verdict.reason))  # fmt: skip
+                    continue
+                kept += 1
+                if verdict.negative_fraction > 0:
+                    warnings.append(
+                        f"{scene.source}: cell {chip.grid.geohash}: {verdict.negative_fraction:.2%} of the values have "
+                        "negative reflectance (stored clipped at 0)"
+                    )
+                path = chip_path(chips_dir, region, chip.grid.geohash, scene.scene_id)
+                size = write_chip(chip, path)
+                west, south, east, north = chip.grid.bounds
+                rows.append(
+                    dict(
+                        geohash=chip.grid.geohash, scene_id=scene.scene_id, datetime=pd.Timestamp(scene.datetime),
+                        sensor=scene.sensor, path=str(path), coverage=chip.coverage, bytes=size, size_px=size_px,
+                        bands=",".join(chip.band_names), west=west, south=south, east=east, north=north,
+                        negative_fraction=verdict.negative_fraction,
+                    )
+                )  # fmt: skip
+            mine = [s for s in skipped if s["scene_id"] == scene.scene_id]
+            if mine:
+                message = (
+                    f"{scene.source}: scene {scene.scene_id}: {len(mine)} of {len(mine) + kept} cells of region "
+                    f"{region} skipped: " + "; ".join(s["reason"] for s in mine[:5]) + ("; ..." if len(mine) > 5 else "")
                 )
-            )  # fmt: skip
-    if not rows:
-        raise SceneError(
-            f"no cell of region {region} reaches coverage {min_coverage} in scenes "
-            + ", ".join(f"{s.scene_id} ({s.source})" for s in scenes)
-        )
-    index = pd.DataFrame(rows).sort_values(["geohash", "datetime"]).reset_index(drop=True)
-    with atomic_path(Path(chips_dir) / region / f"index_{month}.parquet") as tmp:
-        index.to_parquet(tmp, index=False)
+                warnings.append(("no chip at all: " if not kept else "") + message)
+                log.warning(message)
+        if not rows:
+            raise SceneError(
+                f"no usable cell of region {region} in scenes "
+                + ", ".join(f"{s.scene_id} ({s.source})" for s in scenes)
+                + ": "
+                + "; ".join(f"{s['scene_id']}: {s['reason']}" for s in skipped[:10])
+            )
+        index = pd.DataFrame(rows).sort_values(["geohash", "datetime"]).reset_index(drop=True)
+        index_path = region_dir / f"index_{month}.parquet"
+        previous = pd.read_parquet(index_path, columns=["path"])["path"].tolist() if index_path.exists() else []
+        with atomic_path(index_path) as tmp:
+            index.to_parquet(tmp, index=False)
+        for old in sorted(set(previous) - set(index["path"])):  # outputs of the partition's previous set
+            old_path = Path(old)
+            if old_path.exists() and old_path.resolve().is_relative_to(region_dir.resolve()):
+                old_path.unlink()
+    index.attrs["skipped"] = skipped
+    index.attrs["warnings"] = warnings
     return index
 
 
@@ -132,7 +253,8 @@ def model_versions(checkpoints_dir: str | Path, owner: str) -> list[Checkpoint]:
     for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
         try:
             found.append(load_checkpoint(path))
-        except Exception:  # noqa: BLE001 - an unreadable file is not a version; the catalog check reports it
+        except CheckpointError as exc:  # a corrupt file is no version: the catalog check reports it
+            log.warning(f"skipping unreadable checkpoint: {exc}")
             continue
     return sorted(found, key=lambda c: (int(c.meta.get("version", 0)), str(c.meta.get("created", ""))))
 
@@ -229,7 +351,7 @@ def train_partition(
 
 def _common_prefix(geohashes: list[str]) -> str:
     prefix = os.path.commonprefix(sorted(set(geohashes)))
-    return prefix or "all"
+    return prefix or sorted(geohashes)[0][0]  # cells under different top-level cells: the first one's (a geohash)
 
 
 def _train_one(
@@ -313,6 +435,7 @@ def embed_partition(
             rows.append(row)
         say(f"encoded {chip.geohash} ({i + 1}/{len(chips)}): MSE {rows[-1]['recon_mse']:.2e}, {rows[-1]['cover']}")
     frame = pd.DataFrame(rows)
+    remove_stale_temp_files(Path(embeddings_dir) / safe_name(region, "region"), older_than_s=3600)  # killed writes
     path = Path(embeddings_dir) / region / (f"{month}.parquet" if mode == "multi" else f"{month}-{mode}.parquet")
     write_embeddings(frame, path)
     return path, frame

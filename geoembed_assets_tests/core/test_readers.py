@@ -255,8 +255,12 @@ def test_multiband_geotiff(tmp_path: Path) -> None:
             dst.write(np.repeat(src.read(1)[None], 3, axis=0))
         dst.update_tags(ACQUISITION_MONTH="2016-01")
     (tmp_path / "bare.scene.json").write_text(json.dumps({"sensor": "sentinel-2a", "product_type": "L1C"}))
+    with pytest.raises(SceneError, match="no band description"):  # B1..B3 would silently drop the NDVI term
+        open_scene(bare)
+    sidecar = {"sensor": "sentinel-2a", "product_type": "L1C", "bands": ["B1", "B9", "B10"]}
+    (tmp_path / "bare.scene.json").write_text(json.dumps(sidecar))
     scene = open_scene(bare)
-    assert scene.band_names == ["B1", "B2", "B3"]
+    assert scene.band_names == ["B01", "B09", "B10"]
     assert scene.datetime == datetime(2016, 1, 1, tzinfo=timezone.utc)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,9 @@ from pathlib import Path
 
 import pystac
 
+from geoembed_assets.core.embeddings_schema import EmbeddingsSchemaError, check_embeddings_schema
 from geoembed_assets.core.readers import open_scene
+from geoembed_assets.core.safe_paths import inside
 from geoembed_assets.core.scene import SceneError
 from geoembed_assets.core.stac import items as stac_items
 from geoembed_assets.core.stac.items import Built
@@ -32,15 +35,17 @@ from geoembed_assets.core.workflow import landing_entries
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """A Collection of models: `build(data_dir)` returns one Built MLM Item per model file found."""
+    """A Collection of models: `build(data_dir, problems)` returns one Built MLM Item per readable model file
+    found, and appends a message naming each model file it had to leave out to `problems`."""
 
     id: str
     title: str
     description: str
-    build: Callable[[Path], list[Built]]
+    build: Callable[[Path, list[str]], list[Built]]
 
 
 MODEL_FAMILIES: dict[str, ModelFamily] = {}
+STALE_AFTER_S = 3600.0  # a catalog temp tree older than this is from a killed rebuild, not one in progress
 
 
 def register_model_family(family: ModelFamily) -> None:
@@ -110,14 +115,28 @@ def _link(built: list[Built]) -> None:
             b.item.add_link(pystac.Link(rel, target, media_type=pystac.MediaType.GEOJSON, extra_fields=extra))
 
 
-def build_catalog_object(data_dir: str | Path) -> pystac.Catalog:
-    """The in-memory catalog of everything on disk under `data_dir` (landing, checkpoints, embeddings)."""
+def build_catalog_object(data_dir: str | Path, problems: list[str] | None = None) -> pystac.Catalog:
+    """The in-memory catalog of everything on disk under `data_dir` (landing, checkpoints, embeddings).
+
+    Unreadable model or embeddings files are left out and described in `problems` (when given; else they raise).
+    """
     data_dir = Path(data_dir)
+    found: list[str] = []
     catalog = pystac.Catalog("geoembed", "Models, source scenes and embeddings of the geoembed pipeline.")
     scenes = scene_items(data_dir / "landing")
-    families = {fid: family.build(data_dir) for fid, family in MODEL_FAMILIES.items()}
-    emb_paths = sorted(data_dir.glob("embeddings/*/*.parquet"))
-    embeddings = [stac_items.embeddings_item(p) for p in emb_paths]
+    families = {fid: family.build(data_dir, found) for fid, family in MODEL_FAMILIES.items()}
+    emb_paths, embeddings = [], []
+    for p in sorted(data_dir.glob("embeddings/*/*.parquet")):
+        try:
+            check_embeddings_schema(p)
+            embeddings.append(stac_items.embeddings_item(p))
+            emb_paths.append(p)
+        except EmbeddingsSchemaError as e:
+            found.append(str(e))
+    if found and problems is None:
+        raise ValueError("cannot build the catalog: " + "; ".join(found))
+    if problems is not None:
+        problems.extend(found)
     everything = scenes + [b for built in families.values() for b in built] + embeddings
     _link(everything)
     if scenes:
@@ -158,16 +177,27 @@ def _swap_in(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_catalog(data_dir: str | Path, catalog_dir: str | Path | None = None) -> dict[str, int]:
-    """Rebuild `catalog_dir` (default `<data_dir>/catalog`) from disk; returns {collection id: Item count}."""
+def write_catalog(
+    data_dir: str | Path, catalog_dir: str | Path | None = None, problems: list[str] | None = None
+) -> dict[str, int]:
+    """Rebuild `catalog_dir` (default `<data_dir>/catalog`) from disk; returns {collection id: Item count}.
+
+    With `problems` given, unreadable checkpoints/embeddings are left out and described there instead of raising.
+    Every document is checked to be written inside the catalog folder (ids come from file names and deliveries).
+    """
     data_dir = Path(data_dir)
     final = Path(catalog_dir) if catalog_dir else data_dir / "catalog"
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}-tmp-{uuid.uuid4().hex[:8]}")  # sibling: same relative asset hrefs
-    catalog = build_catalog_object(data_dir)
+    for stale in [*final.parent.glob(f".{final.name}-tmp-*"), *final.parent.glob(f".{final.name}-old-*")]:
+        if time.time() - stale.stat().st_mtime > STALE_AFTER_S:  # left by a killed rebuild
+            shutil.rmtree(stale, ignore_errors=True)
+    catalog = build_catalog_object(data_dir, problems)
     try:
         with stac_version(stac_items.STAC_VERSION):
             catalog.normalize_hrefs(str(tmp.resolve()))
+            for obj in [catalog, *catalog.get_children(), *catalog.get_items(recursive=True)]:
+                inside(obj.get_self_href(), tmp, f"STAC document {obj.id!r}")
             catalog.make_all_asset_hrefs_relative()
             catalog.save(pystac.CatalogType.SELF_CONTAINED)
         _swap_in(tmp, final)

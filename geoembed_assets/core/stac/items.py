@@ -31,7 +31,8 @@ from stac_model.output import ModelOutput, ModelResult
 from stac_model.schema import SCHEMA_URI as STAC_MODEL_MLM_URI
 from stac_model.schema import MLModelExtension, MLModelProperties, ModelHyperParameters
 
-from geoembed_assets.core.checkpoints import load_checkpoint
+from geoembed_assets.core.checkpoints import CheckpointError, checkpoint_path, load_checkpoint
+from geoembed_assets.core.safe_paths import UnsafePathError
 from geoembed_assets.core.geohash_grid import cell_bounds
 from geoembed_assets.core.indices import roles_for
 from geoembed_assets.core.scene import Scene
@@ -226,19 +227,40 @@ def vae_item(ckpt_path: str | Path) -> Built:
 
 
 def models_in_use(data_dir: str | Path) -> set[str] | None:
-    """Checkpoint ids that decode at least one embedding row (old versions included); None without embeddings."""
+    """Checkpoint ids that decode at least one embedding row (old versions included); None without embeddings.
+    Unreadable embeddings files are skipped here (the catalog reports them)."""
     files = sorted(Path(data_dir, "embeddings").glob("*/*.parquet"))
     if not files:
         return None
-    return {c for f in files for c in pq.read_table(f, columns=["checkpoint_id"]).column("checkpoint_id").to_pylist()}
+    used: set[str] = set()
+    for f in files:
+        try:
+            used |= set(pq.read_table(f, columns=["checkpoint_id"]).column("checkpoint_id").to_pylist())
+        except Exception:  # noqa: BLE001 - reported by the embeddings items
+            continue
+    return used
 
 
-def vae_items(data_dir: str | Path) -> list[Built]:
-    """The VAE checkpoints on disk (`checkpoints/<owner>/<id>.pt`) that decode embedding rows (every one while no
-    embeddings exist yet): a superseded version stays listed while rows it made remain."""
+def vae_items(data_dir: str | Path, problems: list[str] | None = None) -> list[Built]:
+    """The readable VAE checkpoints on disk (`checkpoints/<owner>/<id>.pt`) that decode embedding rows (every one
+    while no embeddings exist yet): a superseded version stays listed while rows it made remain.
+
+    A corrupt checkpoint, or one whose name is not a checkpoint id, is left out and described in `problems`
+    (the catalog asset fails a check naming it) instead of taking the whole catalog down.
+    """
     used = models_in_use(data_dir)
-    paths = sorted(Path(data_dir, "checkpoints").glob("*/*.pt"))
-    return [vae_item(p) for p in paths if used is None or p.stem in used]
+    built = []
+    for p in sorted(Path(data_dir, "checkpoints").glob("*/*.pt")):
+        if used is not None and p.stem not in used:
+            continue
+        try:
+            checkpoint_path(Path(data_dir, "checkpoints"), p.stem)  # the file name must be a safe checkpoint id
+            built.append(vae_item(p))
+        except (CheckpointError, UnsafePathError) as e:
+            if problems is None:
+                raise
+            problems.append(str(e))
+    return built
 
 
 def embeddings_item(path: str | Path) -> Built:

@@ -17,6 +17,8 @@ from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from geoembed_assets.core.safe_paths import UnsafePathError, inside_any, package_data_roots
+
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 CORE_SCHEMA = "https://schemas.stacspec.org/v{version}/{kind}-spec/json-schema/{kind}.json"
 KINDS = {"Feature": "item", "Collection": "collection", "Catalog": "catalog"}
@@ -68,11 +70,35 @@ def validate_item(stac: dict[str, Any]) -> list[str]:
     return errors
 
 
-def validate_tree(root: str | Path) -> dict[str, list[str]]:
-    """{file: errors} for every invalid JSON document under a catalog folder (empty when all validate)."""
+def asset_href_errors(stac: dict[str, Any], document: Path, data_root: Path) -> list[str]:
+    """Assets must point inside the data folder: models inside `<data_root>/checkpoints`, the rest inside
+    `data_root` or allow-listed package data (an href edited to `/etc/passwd` is an error naming the asset)."""
+    errors = []
+    for key, asset in (stac.get("assets") or {}).items():
+        href = str(asset.get("href", ""))
+        if "://" in href:
+            errors.append(f"asset {key!r}: href {href!r} is not a local file of the data folder")
+            continue
+        target = document.parent / href  # absolute hrefs replace the base
+        is_model = "mlm:model" in (asset.get("roles") or [])
+        roots = [data_root / "checkpoints"] if is_model else [data_root, *package_data_roots()]
+        try:
+            inside_any(target, roots, f"asset {key!r}")
+        except UnsafePathError as e:
+            errors.append(str(e))
+    return errors
+
+
+def validate_tree(root: str | Path, data_root: str | Path | None = None) -> dict[str, list[str]]:
+    """{file: errors} for every invalid JSON document under a catalog folder (empty when all validate).
+
+    Besides the schemas, every asset href must lie inside `data_root` (default: the catalog's parent folder).
+    """
+    data_root = Path(data_root) if data_root is not None else Path(root).resolve().parent
     invalid = {}
     for path in sorted(Path(root).rglob("*.json")):
-        errors = validate_item(json.loads(path.read_text()))
+        stac = json.loads(path.read_text())
+        errors = validate_item(stac) + asset_href_errors(stac, path, data_root)
         if errors:
             invalid[str(path)] = errors
     return invalid

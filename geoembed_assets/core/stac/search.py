@@ -17,6 +17,7 @@ from typing import Any
 import pystac
 from shapely.geometry import box, shape
 
+from geoembed_assets.core.safe_paths import inside
 from geoembed_assets.core.stac.items import as_utc
 
 
@@ -72,6 +73,7 @@ def search_models(
     Each match: id, collection, mlm:name, tasks, bands, start/end datetime, bbox and the model asset's href.
     """
     catalog = pystac.Catalog.from_file(str(Path(catalog_dir) / "catalog.json"))
+    models_root = Path(catalog_dir).resolve().parent / "checkpoints"
     t0, t1 = (as_utc(t) if t is not None else None for t in (start, end))
     found = []
     for item in catalog.get_items(recursive=True):
@@ -79,6 +81,8 @@ def search_models(
             continue
         first, last = _period(item)
         model = next((a for a in item.assets.values() if "mlm:model" in (a.roles or [])), None)
+        if model is not None:  # a tampered href must not be handed to whoever loads the model
+            inside(model.get_absolute_href(), models_root, f"model asset of STAC Item {item.id!r}")
         found.append(
             {
                 "id": item.id,

@@ -65,7 +65,7 @@ def landcover_proportions(
     raster = allowed_raster(config.class_raster, storage.data_dir) if config.class_raster else None
     names = {int(k): v for k, v in config.class_names.items()}
     table = landcover.proportions_table(geohash_chips, raster, names, config.nodata_classes, config.min_raster_coverage)
-    path = storage.path("landcover", "proportions", region, f"{month}.parquet")
+    path = landcover.proportions_path(storage.data_dir, region, month)
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
     context.add_output_metadata(
@@ -91,14 +91,14 @@ def landcover_clusters(
     context: dg.AssetExecutionContext, config: ClustersConfig, storage: GeoembedStorage
 ) -> pd.DataFrame:
     region, month = _keys(context)
-    paths = sorted(storage.path("landcover", "proportions").glob("*/*.parquet"))
+    paths = sorted(storage.path("landcover", "proportions").glob("*/*.parquet"))  # landcover.proportions_path
     proportions = landcover.read_proportions(paths)
     if proportions.empty:
         raise dg.Failure("no land-cover proportions on disk: materialize landcover_proportions first")
     clusters = landcover.cluster_cells(proportions, config.k or None, (config.k_min, config.k_max), config.seed)
     # One snapshot per partition (what this partition's training saw) and the latest for everyone else.
-    snapshot = storage.path("landcover", "clusters", region, f"{month}.parquet")
-    for path in (snapshot, storage.path("landcover", "clusters_latest.parquet")):
+    snapshot = landcover.clusters_path(storage.data_dir, region, month)
+    for path in (snapshot, landcover.clusters_path(storage.data_dir)):
         with atomic_path(path) as tmp:
             clusters.table.to_parquet(tmp, index=False)
     png = landcover.clusters_png(clusters.table, f"k={clusters.k} ({clusters.chosen_by})")

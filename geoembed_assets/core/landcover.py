@@ -272,6 +272,19 @@ def read_proportions(paths: Sequence[str | Path]) -> pd.DataFrame:
     return fill_classes(frame.sort_values("geohash").reset_index(drop=True))
 
 
+def proportions_path(data_dir: str | Path, region: str, month: str) -> Path:
+    """Where a partition's proportions table lives: <data_dir>/landcover/proportions/<region>/<month>.parquet."""
+    return Path(data_dir) / "landcover" / "proportions" / region / f"{month}.parquet"
+
+
+def clusters_path(data_dir: str | Path, region: str | None = None, month: str | None = None) -> Path:
+    """The clusters table a partition's materialization made (<data_dir>/landcover/clusters/<region>/<month>.parquet:
+    what that partition's training saw), or with no partition the latest one (landcover/clusters_latest.parquet)."""
+    if region is None or month is None:
+        return Path(data_dir) / "landcover" / "clusters_latest.parquet"
+    return Path(data_dir) / "landcover" / "clusters" / region / f"{month}.parquet"
+
+
 # --------------------------------------------------------------------------------------------------------------
 # (c) clusters and donors
 

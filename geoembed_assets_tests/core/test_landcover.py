@@ -190,3 +190,18 @@ def test_donor_same_cluster_else_other_cluster_else_scratch(proportions: pd.Data
 def test_clusters_png_is_a_png(proportions: pd.DataFrame) -> None:
     png = landcover.clusters_png(landcover.cluster_cells(proportions, k=2).table)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+
+
+def test_read_proportions_pools_partitions_latest_row_wins(proportions: pd.DataFrame, tmp_path: Path) -> None:
+    import os
+
+    first = landcover.proportions_path(tmp_path, "dqd", "2016-01-01")
+    second = landcover.proportions_path(tmp_path, "dqd", "2016-02-01")
+    for path, frame in ((first, proportions), (second, proportions.head(2).assign(water=1.0))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(path, index=False)
+    os.utime(first, (1, 1))  # the January table is the older one
+    pooled = landcover.read_proportions(sorted(tmp_path.rglob("*.parquet")))
+    assert sorted(pooled["geohash"]) == sorted(proportions["geohash"])
+    assert pooled.set_index("geohash").loc[proportions.geohash.head(2), "water"].eq(1.0).all()
+    assert landcover.clusters_path(tmp_path) == tmp_path / "landcover" / "clusters_latest.parquet"

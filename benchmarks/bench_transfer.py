@@ -184,7 +184,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     complete = results.groupby(["source", "geohash", "seed"])["arm"].transform("nunique") == 3
     both = results[complete]
     summary = both.groupby(["source", "arm"]).agg(
-        pairs=("epochs", "size"), epochs=("epochs", "mean"), epochs_sd=("epochs", "std"), seconds=("seconds", "mean"),
+        pairs=("epochs", "size"), epochs=("epochs", "mean"), epochs_sd=("epochs", "std"),
+        epochs_median=("epochs", "median"), seconds=("seconds", "mean"),
         reached=("reached", "mean"), final_mse=("final_mse", "mean"),
     )  # fmt: skip
     return summary.reset_index()

@@ -306,8 +306,9 @@ def cluster_cells(
     """k-means (scikit-learn, seeded) on the class proportions of every cell.
 
     With `k` given it is used (capped at the number of distinct cells); otherwise every k in `k_range`
-    (inclusive) that the data allow (2 <= k < distinct cells) is tried and the best silhouette score wins;
-    the scores of all tried k are recorded. Fewer than 3 distinct cells: one cluster.
+    (inclusive) that the data allow (2 <= k < distinct cells) is tried and the best silhouette score wins
+    (ties: the smaller k); the scores of all tried k are recorded. No k allowed (fewer than 3 distinct cells,
+    or k_min too large for them): one cluster, chosen_by "too-few-cells".
     """
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
@@ -325,7 +326,7 @@ def cluster_cells(
         labels = fit(chosen) if chosen > 1 else np.zeros(len(x), int)
         if 1 < chosen < distinct:
             scores[chosen] = float(silhouette_score(x, labels))
-    elif distinct < 3:
+    elif distinct < 3 or max(2, k_range[0]) > min(k_range[1], distinct - 1):
         chosen, how, labels = 1, "too-few-cells", np.zeros(len(x), int)
     else:
         fits = {}

@@ -163,6 +163,8 @@ def test_clusters_by_silhouette_are_seeded_and_separate_water_from_land(proporti
     assert fixed.k == 3 and fixed.chosen_by == "config" and fixed.table["cluster"].nunique() == 3
     tiny = landcover.cluster_cells(proportions.head(2))
     assert tiny.k == 1 and tiny.chosen_by == "too-few-cells" and tiny.silhouette == {}
+    assert landcover.cluster_cells(proportions.head(4), k_range=(5, 8)).chosen_by == "too-few-cells"
+    assert tiny.table["cluster"].eq(0).all()
 
 
 def test_donor_same_cluster_else_other_cluster_else_scratch(proportions: pd.DataFrame) -> None:

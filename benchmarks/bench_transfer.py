@@ -185,7 +185,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     both = results[complete]
     summary = both.groupby(["source", "arm"]).agg(
         pairs=("epochs", "size"), epochs=("epochs", "mean"), epochs_sd=("epochs", "std"),
-        epochs_median=("epochs", "median"), seconds=("seconds", "mean"),
+        epochs_median=("epochs", "median"), seconds=("seconds", "mean"), seconds_median=("seconds", "median"),
         reached=("reached", "mean"), final_mse=("final_mse", "mean"),
     )  # fmt: skip
     return summary.reset_index()

@@ -238,7 +238,8 @@ def proportions_table(
             n_cell = 0
             for chip in cell_chips.itertuples():
                 refl, bands, grid = read_chip(chip.path)
-                for name, count in class_counts(spectral_classes(refl, bands, chip.sensor), dict(enumerate(SPECTRAL_CLASSES))).items():
+                codes = spectral_classes(refl, bands, chip.sensor)
+                for name, count in class_counts(codes, dict(enumerate(SPECTRAL_CLASSES))).items():
                     counts[name] += count
                 n_cell += grid.width * grid.height
             props = _proportions(str(geohash), SPECTRAL_SOURCE, counts, n_cell)

@@ -368,14 +368,15 @@ class Donor:
 
 
 def choose_donor(
-    props: Mapping[str, float],
+    props: Mapping[str, float] | None,
     table: pd.DataFrame,
     trained: Sequence[str],
     geohash: str | None = None,
 ) -> Donor:
     """The trained cell a new cell warm-starts from.
 
-    `props`: the new cell's class proportions; `table`: a clusters table (geohash, cluster, class columns);
+    `props`: the new cell's class proportions (None: its row of `table`, found by `geohash`);
+    `table`: a clusters table (geohash, cluster, class columns);
     `trained`: geohashes with a trained model usable for this cell (same bands and architecture: the caller
     filters). The new cell's cluster is its row in `table` when `geohash` is there, else the nearest centroid.
     The donor is the trained cell nearest in proportion space within the same cluster ("same-cluster"); else
@@ -384,6 +385,10 @@ def choose_donor(
     """
     columns = class_columns(table)
     own = table[table["geohash"] == geohash] if geohash is not None else table.iloc[:0]
+    if props is None:
+        if own.empty:
+            raise ValueError(f"no proportions given and cell {geohash!r} is not in the clusters table")
+        props = own.iloc[0][columns].to_dict()
     cluster = int(own["cluster"].iloc[0]) if len(own) else assign_cluster(props, table)
     candidates = table[table["geohash"].isin(set(trained) - {geohash})]
     if candidates.empty:

@@ -186,6 +186,9 @@ def test_donor_same_cluster_else_other_cluster_else_scratch(proportions: pd.Data
     assert donor.geohash == min(dist, key=dist.get) and donor.distance == pytest.approx(dist[donor.geohash])
     only_water = landcover.choose_donor(props.loc[new].to_dict(), table, trained=list(WATER), geohash=new)
     assert only_water.reason == "other-cluster" and only_water.geohash in WATER and only_water.donor_cluster != only_water.cluster
+    assert landcover.choose_donor(None, table, list(table.geohash), geohash=new) == donor  # props from the table
+    with pytest.raises(ValueError, match="not in the clusters table"):
+        landcover.choose_donor(None, table, list(table.geohash), geohash="u24kgq2")
     scratch = landcover.choose_donor(props.loc[new].to_dict(), table, trained=[new], geohash=new)
     assert (scratch.geohash, scratch.reason) == (None, "scratch")
     # a cell not in the table joins the cluster of the nearest centroid: mostly water -> the water cluster

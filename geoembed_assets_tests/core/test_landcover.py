@@ -60,6 +60,9 @@ def test_spectral_rules_on_one_chip(chips: pd.DataFrame) -> None:
     assert water.any() and (ndwi[water] > 0).all()
     veg = codes == landcover.SPECTRAL_CLASSES.index("sparse_vegetation")
     assert veg.any() and ((ndvi[veg] > 0.2) & (ndvi[veg] <= 0.6) & (ndwi[veg] <= 0)).all()
+    one = landcover.spectral_proportions(refl, bands, "sentinel-2a", "dqdnn")
+    assert one.proportions["water"] == pytest.approx(water.sum() / (codes >= 0).sum())
+    assert sum(one.proportions.values()) == pytest.approx(1.0) and one.valid_fraction == (codes >= 0).mean()
     with pytest.raises(ValueError, match="nir"):
         landcover.spectral_classes(refl[:3], bands[:3], "sentinel-2a")
 

@@ -193,6 +193,8 @@ def train_rate_model(chips: pd.DataFrame, depth: int, latent_dim: int, config: R
 
     training = config.training(depth, latent_dim)
     patches, bands = cell_patches(chips["path"].tolist(), training.patch_size)
+    if len(patches) < 2:
+        raise ValueError(f"too few {training.patch_size}-px patches to train on in {len(chips)} chips")
     result = train_cell_vae(patches, bands, str(chips["sensor"].iloc[0]), training, device=device)
     owner = os.path.commonprefix(sorted(chips["geohash"])) or str(chips["geohash"].iloc[0])[0]
     meta = dict(geohash=owner, owner=owner, sensor=str(chips["sensor"].iloc[0]), bands=list(bands),
@@ -205,18 +207,19 @@ def embedding_rows(
     chips: pd.DataFrame, cells: list[str], ckpt: Checkpoint, setting: str, config: ReportConfig, workdir: Path,
     method: str = "embeddings (spatial VAE)",
 ) -> list[dict]:  # fmt: skip
-    """Encode the cells with one checkpoint into a real GeoParquet; per cell: its share of the file's bytes."""
+    """Encode the cells (units: a cell, or a cell and date) with one checkpoint into a real GeoParquet; per unit:
+    its share of the file's bytes and of the checkpoint (shared by every unit the model encodes)."""
     encoded, truths = [], []
     for cell in cells:
-        chip = chips[chips["geohash"] == cell].iloc[0]
+        chip = chips[chips["unit"] == cell].iloc[0]
         refl, bands, _ = read_chip(chip["path"])
-        row, recon = encode_cell(ckpt, refl, bands, cell, int(chip["size_px"]), str(chip["scene_id"]), chip["datetime"],
+        row, recon = encode_cell(ckpt, refl, bands, str(chip["geohash"]), int(chip["size_px"]), str(chip["scene_id"]), chip["datetime"],
                                  refine_steps=config.refine_steps if ckpt.model.config.architecture == "spatial" else 0)  # fmt: skip
         encoded.append(row)
         truths.append((cell, refl, recon, bands, str(chip["sensor"])))
     path = workdir / f"{setting.replace(' ', '_').replace(',', '')}.parquet"
     per_row = write_embeddings(pd.DataFrame(encoded), path) / len(encoded)
-    ckpt_share = Path(ckpt.path).stat().st_size / chips["geohash"].nunique()
+    ckpt_share = Path(ckpt.path).stat().st_size / chips["unit"].nunique()
     rows = []
     for cell, refl, recon, bands, sensor in truths:
         cover = cover_label(water_fraction(refl, bands, sensor))
@@ -254,13 +257,19 @@ def pipeline_rows(chips: pd.DataFrame, cells: list[str], embeddings: Path, check
 
 def rate_distortion(
     chips: pd.DataFrame, config: ReportConfig, embeddings: Path | None = None, checkpoints_dir: Path | None = None,
-    device: str = "cpu", progress=None,
+    device: str = "cpu", progress=None, all_acquisitions: bool = False,
 ) -> pd.DataFrame:  # fmt: skip
-    """Per-cell rows of every method on the well-covered cells (one chip per cell)."""
+    """Per-cell rows of every method on the well-covered cells: one chip per cell, or every acquisition of every
+    cell (`all_acquisitions`: a time series; rows are then keyed '<geohash>@<date>')."""
     say = progress or (lambda message: None)
-    first = chips.sort_values("datetime").drop_duplicates("geohash")
+    first = chips.sort_values("datetime")
+    if not all_acquisitions:
+        first = first.drop_duplicates("geohash")
+    first = first.assign(
+        unit=[f"{g}@{pd.Timestamp(d):%Y-%m-%d}" if all_acquisitions else g for g, d in zip(first["geohash"], first["datetime"])]
+    )
     covered = first[first["coverage"] >= config.min_coverage]
-    cells = sorted(covered["geohash"])
+    cells = sorted(covered["unit"])
     if config.n_cells:
         cells = cells[: config.n_cells]
     rows = []
@@ -268,14 +277,14 @@ def rate_distortion(
         workdir = Path(tmp)
         emb = []
         if embeddings is not None and Path(embeddings).exists():
-            emb += pipeline_rows(first, cells, Path(embeddings), Path(checkpoints_dir))
+            emb += pipeline_rows(first, [c for c in cells if "@" not in c], Path(embeddings), Path(checkpoints_dir))
         for depth, latent in config.rates:
             say(f"training the rate setting depth {depth}, {latent} channels")
-            ckpt = train_rate_model(first, depth, latent, config, workdir, device)
-            emb += embedding_rows(first, cells, ckpt, f"1/{2**depth} grid, {latent} ch, int8", config, workdir)
+            ckpt = train_rate_model(covered, depth, latent, config, workdir, device)
+            emb += embedding_rows(covered, cells, ckpt, f"1/{2**depth} grid, {latent} ch, int8", config, workdir)
         rows += emb
         for cell in cells:
-            chip = covered[covered["geohash"] == cell].iloc[0]
+            chip = covered[covered["unit"] == cell].iloc[0]
             refl, bands, _ = read_chip(chip["path"])
             cover = cover_label(water_fraction(refl, bands, str(chip["sensor"])))
             budgets = [r["bytes"] for r in emb if r["geohash"] == cell]

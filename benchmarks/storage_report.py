@@ -1,9 +1,10 @@
 """Print the storage and rate-distortion report of one scene partition from the files the pipeline wrote.
 
-    python benchmarks/storage_report.py [--data-dir data] [--partition 2016-01-01|dqd] [--cells 3] [--epochs 25]
+    python benchmarks/storage_report.py [--data-dir data] [--partition 2016-01-01|dqd] [--cells 0] [--steps 300]
 
-Run `python -m geoembed_assets.cli run` first. Takes a few minutes on 2 CPU cores (it trains VAEs of several sizes
-on the sampled cells); the same tables are the `storage_report` asset's metadata.
+Run `make demo` first. Takes several minutes on 2 CPU cores (it trains one shared spatial VAE per rate setting);
+the same tables are the `storage_report` asset's metadata. `benchmarks/bench_embeddings.py` adds the timings and
+the WorldCereal series.
 """
 
 from __future__ import annotations
@@ -29,11 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--partition", help="'<month>|<region>', e.g. 2016-01-01|dqd; default: the first found")
-    parser.add_argument("--cells", type=int, default=ReportConfig.n_cells)
-    parser.add_argument("--epochs", type=int, default=ReportConfig.max_epochs)
-    parser.add_argument("--multi-sizes", type=int, nargs="+", default=list(ReportConfig.multi_sizes))
-    parser.add_argument("--single-sizes", type=int, nargs="*", default=list(ReportConfig.single_sizes))
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--cells", type=int, default=ReportConfig.n_cells, help="0: every well-covered cell")
+    parser.add_argument("--steps", type=int, default=ReportConfig.max_steps)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--csv", help="also write the per-cell rate-distortion rows here")
     args = parser.parse_args(argv)
     data_dir = Path(args.data_dir)
@@ -41,10 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         month, region = args.partition.split("|")
     else:
         region, month = default_partition(data_dir)
-    config = ReportConfig(
-        n_cells=args.cells, max_epochs=args.epochs, multi_sizes=tuple(args.multi_sizes), single_sizes=tuple(args.single_sizes),
-        cpu_threads=args.threads or None,
-    )
+    config = ReportConfig(n_cells=args.cells, max_steps=args.steps, cpu_threads=args.threads or None)
     start = time.perf_counter()
     report = partition_report(data_dir, region, month, config)
     pd.set_option("display.width", 200)

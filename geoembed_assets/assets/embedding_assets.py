@@ -7,7 +7,7 @@ import pandas as pd
 from geoembed_assets.assets import checks
 from geoembed_assets.assets.config import ChipsConfig, VAEConfig
 from geoembed_assets.assets.config_validation import validate_run_config
-from geoembed_assets.core import workflow
+from geoembed_assets.core import landcover, workflow
 from geoembed_assets.core.quality import quality_by_cover
 from geoembed_assets.core.scene import Scene
 from geoembed_assets.partitions import scene_partitions
@@ -109,7 +109,8 @@ def complexity_scores(context: dg.AssetExecutionContext, config: VAEConfig, geoh
     group_name="embeddings",
     kinds={"pytorch"},
     check_specs=[checks.MSE_CHECK],
-    deps=[dg.AssetKey("embedding_size_predictions")],  # read from disk when present (scope "cell"), else latent_dim
+    # read from disk when present: predicted sizes (scope "cell") and land-cover clusters (which model to start from)
+    deps=[dg.AssetKey("embedding_size_predictions"), dg.AssetKey("landcover_clusters")],
     pool="gpu",
     op_tags=GPU_TAGS,
     description="Convolutional VAEs (spatial latent grid by default; the paper's flat VAE selectable): one model "
@@ -133,9 +134,12 @@ def vae_checkpoints(
         sizes = workflow.read_size_predictions(storage.size_predictions_path(region, month), config.mode)
         context.log.info(f"embedding sizes from predictions: {sizes}" if sizes else "no size predictions: latent_dim")
     target = thresholds.target()
+    clusters_file = landcover.clusters_path(storage.data_dir, region, month)
+    clusters = pd.read_parquet(clusters_file) if clusters_file.exists() else None
     checkpoints = workflow.train_partition(
         geohash_chips, storage.checkpoints_dir, training, device, warm_start=config.warm_start, mode=config.mode,
         latent_dims=sizes, scope=config.scope, region=region, max_mse=target.max_mse, progress=context.log.info,
+        clusters=clusters,
     )  # fmt: skip
     models = checkpoints.drop_duplicates("checkpoint_id")
     yield dg.Output(
@@ -145,6 +149,8 @@ def vae_checkpoints(
             "cells": int(checkpoints["geohash"].nunique()),
             "models": len(models),
             "actions": dg.MetadataValue.json(models["action"].value_counts().to_dict()),
+            "started_from": dg.MetadataValue.json(dict(zip(models["checkpoint_id"], models["start"] + models["donor"].map(lambda d: f" ({d})" if isinstance(d, str) else "")))),
+            "epochs": dg.MetadataValue.json(dict(zip(models["checkpoint_id"], models["epochs"].astype(int)))),
             "architecture": config.architecture,
             "scope": config.scope,
             "mode": config.mode,

@@ -170,7 +170,8 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
     scales = [np.asarray(s, np.float32) for s in frame["embedding_scale"]]
     table = table.append_column("embedding_scale", _list_column(scales, pa.float32()))
     table = table.select(EMBEDDING_COLUMNS)
-    return table.replace_schema_metadata({**(table.schema.metadata or {}), b"geo": _geo_metadata(frame)})
+    # pandas' own schema metadata (kilobytes per file, useless to readers of this schema) is dropped: bytes count
+    return table.replace_schema_metadata({b"geo": _geo_metadata(frame)})
 
 
 def write_embeddings(frame: pd.DataFrame, path: str | Path) -> int:

@@ -39,9 +39,9 @@ from geoembed_assets.core.embeddings import encode_cell, water_fraction, cover_l
 from geoembed_assets.core.size_prediction import torch_threads
 from geoembed_assets.core.training import TrainingConfig, index_errors, train_cell_vae
 
-# (depth, latent channels): latent grid at 1/2**depth of the pixel grid; about 130x, 500x, 2,000x and 8,000x
-# smaller than the uint16 chip on the default scene.
-RATE_SETTINGS: tuple[tuple[int, int], ...] = ((2, 4), (3, 4), (4, 4), (5, 4))
+# (depth, latent channels): latent grid at 1/2**depth of the pixel grid; from about 130x to 10,000x smaller than
+# the uint16 chip on the default scene.
+RATE_SETTINGS: tuple[tuple[int, int], ...] = ((2, 4), (3, 4), (4, 4), (5, 4), (5, 1))
 
 
 @dataclass(frozen=True)

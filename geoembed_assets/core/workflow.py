@@ -313,6 +313,7 @@ def train_partition(
     max_mse: float | None = None,
     progress: Callable[[str], None] | None = None,
     retrain: bool = False,
+    clusters: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Train (or reuse) the VAEs of a partition; one row per cell (and band in single mode) naming its checkpoint.
 
@@ -322,6 +323,10 @@ def train_partition(
     is trained (temporal reuse; re-materializing is idempotent); otherwise a new version is trained from it
     (drift) or from scratch. scope "cell": the paper's one model per cell, with `latent_dims` giving each cell
     its own predicted size. `retrain` always trains a new version from the current one (a drift schedule).
+
+    An owner without a model yet starts from another owner's model (spatial transfer, paper Figure 5): one whose
+    cells share the dominant land-cover cluster of these cells (`clusters`: geohash, cluster), else any other,
+    else scratch. Warm-started training (transfer or drift) runs a quarter of the steps.
     """
     say = progress or (lambda message: None)
     rows = []
@@ -333,7 +338,7 @@ def train_partition(
             for band, patches, bands in embedding_targets(all_patches, all_bands, mode):
                 row = _train_one(
                     cell_chips, geohash, band, patches, bands, checkpoints_dir, cell_config, device, warm_start, max_mse,
-                    retrain=retrain,
+                    retrain=retrain, clusters=clusters,
                 )  # fmt: skip
                 rows.append(row)
             say(f"trained cell {geohash} ({i + 1}/{len(cells)})")
@@ -343,7 +348,9 @@ def train_partition(
     owner = region or _common_prefix(chips["geohash"].tolist())
     all_patches, all_bands = cell_patches(chips["path"].tolist(), config.patch_size)
     for band, patches, bands in embedding_targets(all_patches, all_bands, mode):
-        row = _train_one(chips, owner, band, patches, bands, checkpoints_dir, config, device, warm_start, max_mse, say, retrain)
+        row = _train_one(
+            chips, owner, band, patches, bands, checkpoints_dir, config, device, warm_start, max_mse, say, retrain, clusters
+        )
         for geohash in sorted(chips["geohash"].unique()):
             rows.append({**row, "geohash": geohash})
     return pd.DataFrame(rows)
@@ -357,7 +364,7 @@ def _common_prefix(geohashes: list[str]) -> str:
 def _train_one(
     chips: pd.DataFrame, owner: str, band: str, patches: Patches, bands: tuple[str, ...],
     checkpoints_dir: str | Path, config: TrainingConfig, device: str, warm_start: bool, max_mse: float | None,
-    say: Callable[[str], None] = lambda message: None, retrain: bool = False,
+    say: Callable[[str], None] = lambda message: None, retrain: bool = False, clusters: pd.DataFrame | None = None,
 ) -> dict:  # fmt: skip
     """Reuse, fine-tune or train one model for `owner` (a cell or a region); its row of the checkpoints table."""
     sensor = chips["sensor"].iloc[0]
@@ -373,19 +380,29 @@ def _train_one(
             return _checkpoint_row(owner, band, current, config.latent_dim, "reused", current_mse)
         say(f"{owner}/{band}: MSE {current_mse:.2e} of {current.checkpoint_id} exceeds {max_mse}: new version from it")
 
+    donor, start = None, "drift: from the current version" if current else "scratch"
+    if current is None and warm_start:
+        donor, start = donor_checkpoint(checkpoints_dir, owner, sorted(chips["geohash"].unique()), bands, wanted, clusters)
+        if donor is not None:
+            say(f"{owner}/{band}: no model yet; starting from {donor.checkpoint_id} ({start})")
+    init = current or donor
+    if init is not None:  # warm starts converge in a fraction of the steps (benchmarks/bench_transfer.py)
+        config = replace(config, max_steps=max(1, (config.max_steps or config.max_epochs * 100) // 4))
+
     def report(epoch: int, loss: float) -> None:
         say(f"{owner}/{band}: epoch {epoch}, loss {loss:.4f}")
 
     result = train_cell_vae(
         patches, bands, sensor, config, device=device,
-        init_state=current.model.state_dict() if current else None,
-        init_normalizer=current.normalizer if current else None, progress=report,
+        init_state=init.model.state_dict() if init else None,
+        init_normalizer=init.normalizer if init else None, progress=report,
     )  # fmt: skip
     meta = dict(
         geohash=owner, owner=owner, cells=sorted(chips["geohash"].unique()), sensor=sensor, bands=list(bands),
         scene_ids=sorted(set(scene_ids) | set(current.meta.get("scene_ids", []) if current else [])),
         start_datetime=chips["datetime"].min().isoformat(), end_datetime=chips["datetime"].max().isoformat(),
         parent=current.checkpoint_id if current else None, version=int(current.meta.get("version", 0)) + 1 if current else 1,
+        donor=donor.checkpoint_id if donor else None, start=start,
         training={**asdict(config)}, epochs=result.epochs, train_mse=result.train_mse, holdout_mse=result.holdout_mse,
         holdout_index_errors=result.holdout_index_errors, n_train=result.n_train, n_holdout=result.n_holdout,
         history=result.history, device=device,
@@ -395,11 +412,40 @@ def _train_one(
     return _checkpoint_row(owner, band, ckpt, config.latent_dim, "fine-tuned" if current else "trained", result.holdout_mse)
 
 
+def donor_checkpoint(
+    checkpoints_dir: str | Path, owner: str, cells: list[str], bands: tuple[str, ...], wanted: VAEConfig,
+    clusters: pd.DataFrame | None,
+) -> tuple[Checkpoint | None, str]:  # fmt: skip
+    """The model a new owner starts from, and why: the latest compatible model of another owner whose cells share
+    the dominant land-cover cluster of `cells` ("same-cluster"), else the closest other one ("other-cluster"),
+    else none ("scratch")."""
+    root = Path(checkpoints_dir)
+    others = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != owner) if root.is_dir() else []
+    candidates = [c for c in (latest_checkpoint(root, o, bands, wanted) for o in others) if c is not None]
+    if not candidates:
+        return None, "scratch"
+    if clusters is None or clusters.empty or "cluster" not in clusters:
+        return candidates[-1], "other-cluster (no land-cover clusters known)"
+    cluster_of = clusters.drop_duplicates("geohash", keep="last").set_index("geohash")["cluster"]
+    mine = cluster_of.reindex(cells).dropna()
+    if mine.empty:
+        return candidates[-1], "other-cluster (these cells have no cluster)"
+    dominant = mine.mode().iloc[0]
+
+    def share(ckpt: Checkpoint) -> float:
+        theirs = cluster_of.reindex(ckpt.meta.get("cells") or [ckpt.meta.get("geohash")]).dropna()
+        return float((theirs == dominant).mean()) if len(theirs) else 0.0
+
+    best = max(candidates, key=share)
+    return best, f"same-cluster ({dominant})" if share(best) > 0 else "other-cluster"
+
+
 def _checkpoint_row(owner: str, band: str, ckpt: Checkpoint, latent_dim: int, action: str, mse: float) -> dict:
     meta = ckpt.meta
     return dict(
         geohash=owner, owner=owner, band=band, checkpoint_id=ckpt.checkpoint_id, path=str(ckpt.path),
         parent=meta.get("parent"), version=int(meta.get("version", 1)), action=action,
+        start="reused" if action == "reused" else meta.get("start", "scratch"), donor=meta.get("donor"),
         latent_dim=int(ckpt.model.config.latent_dim), epochs=int(meta.get("epochs", 0)) if action != "reused" else 0,
         max_epochs=int(meta.get("training", {}).get("max_epochs", 0)), train_mse=float(meta.get("train_mse", np.nan)),
         holdout_mse=float(meta.get("holdout_mse", np.nan)) if action != "reused" else mse,

@@ -161,7 +161,7 @@ def vae_properties(ckpt_path: Path) -> tuple[MLModelProperties, dict[str, Any]]:
         ),
     ]  # fmt: skip
     device = str(meta.get("device", "cpu"))
-    parent = meta.get("parent")
+    parent = meta.get("parent") or meta.get("donor")  # a previous version, or another region's model (transfer)
     properties = MLModelProperties(
         name=f"geoembed VAE {ckpt.checkpoint_id}",
         architecture=f"VAE ({cfg.architecture}: {'latent grid' if cfg.architecture == 'spatial' else 'one vector per patch'})",

@@ -8,6 +8,8 @@ from geoembed_assets.assets import checks
 from geoembed_assets.assets.config import ChipsConfig, VAEConfig
 from geoembed_assets.assets.config_validation import validate_run_config
 from geoembed_assets.core import landcover, workflow
+from geoembed_assets.core import storage_report as sr
+from geoembed_assets.core.previews import markdown_image, rate_distortion_png
 from geoembed_assets.core.quality import quality_by_cover
 from geoembed_assets.core.scene import Scene
 from geoembed_assets.partitions import scene_partitions
@@ -210,8 +212,15 @@ def embeddings(
                                   "checkpoint_id"]], limit=100),  # fmt: skip
     }
     if config.mode == "multi":
+        picks = workflow.preview_cells(frame)
         metadata["reconstructions"] = dg.MetadataValue.md(
             workflow.reconstruction_preview(geohash_chips, frame, storage.checkpoints_dir)
+        )
+        curve = sr.quick_rate_distortion(geohash_chips, frame, path, storage.checkpoints_dir, picks)
+        metadata["rate_distortion"] = dg.MetadataValue.md(
+            markdown_image(rate_distortion_png(sr.curve(curve), f"{region} {month}: shown cells"), "rate-distortion")
+            + "\n\nPipeline embeddings as stored against block averaging and JPEG2000 on the cells shown above; "
+            "the full curve (several embedding rates, every cell) is the `storage_report` asset."
         )
     yield dg.Output(path, metadata=metadata)
     yield checks.embedding_dimension_matches(path, vae_checkpoints)

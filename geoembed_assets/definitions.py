@@ -1,6 +1,7 @@
 import dagster as dg
 
 from geoembed_assets.assets import catalog_assets, embedding_assets, report_assets, size_assets
+from geoembed_assets.console import geoembed_console
 from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import default_resources
 from geoembed_assets.sensors import landing_sensor
@@ -20,4 +21,6 @@ defs = dg.Definitions(
     jobs=[embed_scenes],
     sensors=[landing_sensor],
     resources=default_resources(),
+    # used only by runs whose config names it (`geoembed run`); other runs keep Dagster's default console logger
+    loggers={"console": dg.colored_console_logger, "geoembed_console": geoembed_console},
 )

@@ -33,7 +33,6 @@ from stac_model.schema import MLModelExtension, MLModelProperties, ModelHyperPar
 
 from geoembed_assets.core.checkpoints import load_checkpoint
 from geoembed_assets.core.geohash_grid import cell_bounds
-from geoembed_assets.core.indices import roles_for
 from geoembed_assets.core.scene import Scene
 
 STAC_VERSION = "1.0.0"
@@ -46,8 +45,24 @@ SCENES_COLLECTION = "scenes"
 EMBEDDINGS_COLLECTION = "embeddings"
 EMB_MODEL_REL = "emb:model"
 EMB_SOURCE_REL = "emb:source-data"
-# eo common band names of the roles core.indices knows ("nir" -> "nir", "swir1" -> "swir16").
-COMMON_NAMES = {"green": "green", "red": "red", "nir": "nir", "swir1": "swir16"}
+# Every band of the sensors the readers know: (eo common name, centre wavelength um, full width at half max um).
+# Sentinel-2 MSI (S2A spectral response, ESA), Landsat-8 OLI/TIRS (USGS). Common names are eo v1.1.0's
+# (its enum has one "rededge" for the three red-edge bands; STAC 1.1's rededge071/075/078 would not validate).
+SENSOR_BANDS: dict[str, dict[str, tuple[str, float, float]]] = {
+    "sentinel-2": {
+        "B01": ("coastal", 0.443, 0.027), "B02": ("blue", 0.490, 0.098), "B03": ("green", 0.560, 0.045),
+        "B04": ("red", 0.665, 0.038), "B05": ("rededge", 0.705, 0.019), "B06": ("rededge", 0.740, 0.018),
+        "B07": ("rededge", 0.783, 0.028), "B08": ("nir", 0.842, 0.145), "B8A": ("nir08", 0.865, 0.033),
+        "B09": ("nir09", 0.945, 0.026), "B10": ("cirrus", 1.375, 0.075), "B11": ("swir16", 1.610, 0.143),
+        "B12": ("swir22", 2.190, 0.242),
+    },
+    "landsat-8": {
+        "B1": ("coastal", 0.443, 0.016), "B2": ("blue", 0.482, 0.060), "B3": ("green", 0.561, 0.057),
+        "B4": ("red", 0.655, 0.037), "B5": ("nir08", 0.865, 0.028), "B6": ("swir16", 1.609, 0.085),
+        "B7": ("swir22", 2.201, 0.187), "B8": ("pan", 0.590, 0.172), "B9": ("cirrus", 1.373, 0.020),
+        "B10": ("lwir11", 10.895, 0.590), "B11": ("lwir12", 12.005, 1.010),
+    },
+}  # fmt: skip
 
 
 @dataclass
@@ -71,10 +86,30 @@ def _describe_file(asset: pystac.Asset, path: Path) -> None:
     FileExtension.ext(asset, add_if_missing=True).apply(size=path.stat().st_size, checksum=multihash_sha256(path))
 
 
+def sensor_bands(sensor: str) -> dict[str, tuple[str, float, float]]:
+    """{band: (common name, centre wavelength um, FWHM um)} of a sensor family ("sentinel-2a" -> Sentinel-2)."""
+    for family, bands in SENSOR_BANDS.items():
+        if sensor.lower().startswith(family):
+            return bands
+    return {}
+
+
+def eo_bands(names: list[str], sensor: str) -> list[Band]:
+    """eo:bands of `names`: common name, centre wavelength and width where the sensor's band is known."""
+    table = sensor_bands(sensor)
+    out = []
+    for name in names:
+        known = table.get(name)
+        out.append(
+            Band.create(name=name, common_name=known[0], center_wavelength=known[1], full_width_half_max=known[2])
+            if known else Band.create(name=name)
+        )  # fmt: skip
+    return out
+
+
 def _describe_bands(asset: pystac.Asset, names: list[str], sensor: str) -> None:
-    """eo:bands with eo common names where the sensor's band roles are known."""
-    common = {band: COMMON_NAMES[role] for role, band in roles_for(sensor).items() if role in COMMON_NAMES}
-    EOExtension.ext(asset, add_if_missing=True).bands = [Band.create(name=n, common_name=common.get(n)) for n in names]
+    """eo:bands of every band, with its common name and centre wavelength (all 13 Sentinel-2 bands, Landsat-8)."""
+    EOExtension.ext(asset, add_if_missing=True).bands = eo_bands(names, sensor)
 
 
 def _geometry(shape: shapely.Geometry) -> tuple[dict[str, Any], list[float]]:

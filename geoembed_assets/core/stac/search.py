@@ -69,7 +69,7 @@ def search_models(
     """Model Items (any family) trained on data intersecting `bbox` (W, S, E N; EPSG:4326) within [start, end],
     for `task` (an `mlm:tasks` value) and with all `bands` among their inputs; sorted by id.
 
-    Each match: id, collection, mlm:name, tasks, bands, start/end datetime, bbox and the model asset's href.
+    Each match: id, collection, cell (geohash), mlm:name, tasks, bands, start/end datetime, bbox and the model asset's href.
     """
     catalog = pystac.Catalog.from_file(str(Path(catalog_dir) / "catalog.json"))
     t0, t1 = (as_utc(t) if t is not None else None for t in (start, end))
@@ -83,6 +83,7 @@ def search_models(
             {
                 "id": item.id,
                 "collection": item.collection_id,
+                "cell": item.properties.get("geoembed:geohash"),
                 "mlm:name": item.properties["mlm:name"],
                 "tasks": item.properties.get("mlm:tasks", []),
                 "bands": sorted(model_bands(item)),

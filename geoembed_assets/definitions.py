@@ -16,9 +16,15 @@ embed_scenes = dg.define_asset_job(
     "for one region x month.",
 )
 
+build_catalog = dg.define_asset_job(
+    "build_catalog",
+    selection=dg.AssetSelection.assets("mlm_stac_items"),
+    description="Rebuild the STAC catalog from every partition's outputs on disk (run after embed_scenes).",
+)
+
 defs = dg.Definitions(
     assets=[*partitioned_assets, *dg.load_assets_from_modules([catalog_assets, report_assets])],
-    jobs=[embed_scenes],
+    jobs=[embed_scenes, build_catalog],
     sensors=[landing_sensor],
     resources=default_resources(),
     # used only by runs whose config names it (`geoembed run`); other runs keep Dagster's default console logger

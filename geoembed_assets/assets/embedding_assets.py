@@ -4,7 +4,7 @@
 import dagster as dg
 import pandas as pd
 
-from geoembed_assets.assets import checks
+from geoembed_assets.assets import checks, pictures
 from geoembed_assets.assets.config import ChipsConfig, VAEConfig
 from geoembed_assets.core import workflow
 from geoembed_assets.core.scene import Scene
@@ -53,6 +53,7 @@ def raw_tiles(context: dg.AssetExecutionContext, config: ChipsConfig, storage: G
             "cloud_cover": first.cloud_cover if first.cloud_cover is not None else "unknown",
             "duplicate_deliveries": dg.MetadataValue.json(duplicates),
             "rejected_entries": dg.MetadataValue.json(rejected),
+            **pictures.scene_pictures(scenes, config.precision),
         }
     )
     return scenes
@@ -81,6 +82,7 @@ def geohash_chips(
             "chip_bytes": int(index["bytes"].sum()),
             "mean_coverage": float(index["coverage"].mean()),
             "index": _md_table(index[["geohash", "scene_id", "coverage", "bytes", "path"]]),
+            **pictures.chip_pictures(index),
         },
     )
     yield checks.coverage_in_range(index, config.min_coverage)
@@ -93,7 +95,7 @@ def geohash_chips(
     description="Complexity of each chip: gzip ratio, linear and kernel PCA components at 95 % variance.",
 )
 def complexity_scores(context: dg.AssetExecutionContext, config: VAEConfig, geohash_chips: pd.DataFrame) -> pd.DataFrame:
-    scores = workflow.score_partition(geohash_chips, config.patch_size)
+    scores = workflow.score_partition(geohash_chips, config.patch_size, log=context.log.info)
     context.add_output_metadata({"scores": _md_table(scores)})
     return scores
 
@@ -137,6 +139,7 @@ def vae_checkpoints(
             "mean_holdout_mse": float(checkpoints["holdout_mse"].mean()),
             "max_holdout_mse": float(checkpoints["holdout_mse"].max()),
             "checkpoints": _md_table(checkpoints.drop(columns=["path"])),
+            **pictures.checkpoint_pictures(checkpoints, config.training_config().max_epochs),
         },
     )
     yield checks.holdout_mse_below_bound(checkpoints, thresholds.max_holdout_mse)
@@ -161,7 +164,7 @@ def embeddings(
 ):
     region, month = _keys(context)
     path, frame = workflow.embed_partition(
-        geohash_chips, vae_checkpoints, region, month, storage.embeddings_dir, mode=config.mode
+        geohash_chips, vae_checkpoints, region, month, storage.embeddings_dir, mode=config.mode, log=context.log.info
     )
     yield dg.Output(
         path,

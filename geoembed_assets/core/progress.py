@@ -75,10 +75,15 @@ class Progress:
 
 
 def track(
-    items: Iterable[T], step: str, log: Callable[[str], object], total: int | None = None, unit: str = "cells",
+    items: Iterable[T], step: str, log: Callable[[str], object] | None, total: int | None = None, unit: str = "cells",
     every_s: float = 10.0,
 ) -> Iterator[T]:
-    """Yield `items` and report progress after each one: `for cell in track(cells, "training", log): ...`."""
+    """Yield `items` and report progress after each one: `for cell in track(cells, "training", log): ...`.
+
+    With `log=None` it only yields the items (callers that want no progress lines pay nothing)."""
+    if log is None:
+        yield from items
+        return
     items = list(items) if total is None else items
     progress = Progress(step, len(items) if total is None else total, log, unit=unit, every_s=every_s)  # type: ignore[arg-type]
     progress.start()

@@ -10,6 +10,7 @@ Files are laid out by cell so that one region's outputs never collide with anoth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ from geoembed_assets.core.checkpoints import load_checkpoint, save_checkpoint
 from geoembed_assets.core.chipping import chip_scene, read_chip, scene_cells, write_chip
 from geoembed_assets.core.complexity import complexity_scores
 from geoembed_assets.core.embeddings import checkpoint_patches, encode_patches, write_embeddings
+from geoembed_assets.core.progress import track
 from geoembed_assets.core.patches import Patches, band_patches, concat_patches, cut_patches
 from geoembed_assets.core.readers import open_scene
 from geoembed_assets.core.scene import Scene, SceneError
@@ -111,10 +113,10 @@ def chip_partition(
     return index
 
 
-def score_partition(chips: pd.DataFrame, patch_size: int) -> pd.DataFrame:
-    """Complexity scores per chip."""
+def score_partition(chips: pd.DataFrame, patch_size: int, log: Callable[[str], object] | None = None) -> pd.DataFrame:
+    """Complexity scores per chip (`log`: where progress lines go, e.g. `context.log.info`)."""
     rows = []
-    for chip in chips.itertuples():
+    for chip in track(chips.itertuples(), "scoring", log, total=len(chips), unit="chips"):
         refl, _, _ = read_chip(chip.path)
         patches = cut_patches(refl, patch_size, min_valid=0.5)
         scores = complexity_scores(refl, patches.data)
@@ -219,14 +221,15 @@ def _train_one(
 
 
 def embed_partition(
-    chips: pd.DataFrame, checkpoints: pd.DataFrame, region: str, month: str, embeddings_dir: str | Path, mode: str = "multi"
+    chips: pd.DataFrame, checkpoints: pd.DataFrame, region: str, month: str, embeddings_dir: str | Path, mode: str = "multi",
+    log: Callable[[str], object] | None = None,
 ) -> tuple[Path, pd.DataFrame]:
     """Embed every patch of every chip with its cell's checkpoint(s); write the partition's GeoParquet.
 
-    Single-band embeddings go to `<month>-single.parquet`, one row per patch and band.
+    Single-band embeddings go to `<month>-single.parquet`, one row per patch and band. `log` gets progress lines.
     """
     frames, loaded = [], {}
-    for chip in chips.itertuples():
+    for chip in track(chips.itertuples(), "embedding", log, total=len(chips), unit="chips"):
         refl, bands, _ = read_chip(chip.path)
         for ckpt_row in checkpoints[checkpoints["geohash"] == chip.geohash].itertuples():
             if ckpt_row.path not in loaded:  # a cell's checkpoint serves all its acquisitions

@@ -241,6 +241,13 @@ def vae_item(ckpt_path: str | Path) -> Built:
         extra_fields={"mlm:artifact_type": "torch.save"},
     )
     item.add_asset("model", model)
+    thumbnail = model_thumbnail(ckpt_path)
+    if thumbnail is not None:
+        item.add_asset(
+            "thumbnail",
+            pystac.Asset(href=str(thumbnail.resolve()), title="a chip of the cell beside its reconstruction",
+                         media_type=pystac.MediaType.PNG, roles=["thumbnail", "overview"]),
+        )  # fmt: skip
     _describe_file(model, ckpt_path)
     _describe_bands(model, list(meta["bands"]), meta["sensor"])
     _publish_mlm(item, properties)
@@ -248,6 +255,35 @@ def vae_item(ckpt_path: str | Path) -> Built:
     if meta.get("parent"):
         links.append((pystac.RelType.DERIVED_FROM, meta["parent"]))
     return Built(item, links)
+
+
+def model_thumbnail(ckpt_path: Path) -> Path | None:
+    """`<data_dir>/thumbnails/<geohash>/<checkpoint id>.png`: the first chip this checkpoint embedded, beside its
+    reconstruction from the stored embeddings. Written once per checkpoint (atomically); None until the
+    checkpoint has embeddings rows and the chip is on disk."""
+    from geoembed_assets.core import plots
+    from geoembed_assets.core.atomic import write_bytes_atomic
+    from geoembed_assets.core.chipping import read_chip
+    from geoembed_assets.core.embeddings import decode_cell
+
+    data_dir, checkpoint_id, geohash = ckpt_path.parents[2], ckpt_path.stem, ckpt_path.parent.name
+    out = data_dir / "thumbnails" / geohash / f"{checkpoint_id}.png"
+    if out.exists():
+        return out
+    for path in sorted(data_dir.glob("embeddings/*/*.parquet")):
+        rows = pq.read_table(path, filters=[("checkpoint_id", "=", checkpoint_id)]).to_pandas()
+        if rows.empty:
+            continue
+        scene_id = sorted(rows["scene_id"].unique())[0]
+        chip = data_dir / "chips" / path.parent.name / geohash / f"{scene_id}.tif"
+        if not chip.exists():
+            continue
+        image, bands, _, _ = decode_cell(rows[rows["scene_id"] == scene_id], data_dir / "checkpoints")
+        original, chip_bands, _ = read_chip(chip)
+        original = original[[list(chip_bands).index(b) for b in bands]]
+        write_bytes_atomic(out, plots.chip_and_reconstruction(original, image, bands, f"{geohash}, {scene_id[:40]}"))
+        return out
+    return None
 
 
 def vae_items(data_dir: str | Path) -> list[Built]:
@@ -296,10 +332,13 @@ def embedding_collection_fields(paths: list[Path]) -> dict[str, Any]:
     for path in paths:
         schema = pq.read_schema(path)
         patch = int(pq.read_table(path, columns=["patch_size"]).column("patch_size")[0].as_py())
-        layouts.add((schema.field("embedding").type.list_size, patch))
+        # a fixed-size list has one size; a variable list (cells of different embedding sizes) has none
+        layouts.add((getattr(schema.field("embedding").type, "list_size", None), patch))
     if len(layouts) != 1:
         return {}
     dim, patch = layouts.pop()
+    if dim is None:
+        return {}
     return {
         "emb:type": "chip",
         "emb:dimensions": dim,

@@ -86,7 +86,10 @@ def search_models(
                 "cell": item.properties.get("geoembed:geohash"),
                 "mlm:name": item.properties["mlm:name"],
                 "tasks": item.properties.get("mlm:tasks", []),
-                "bands": sorted(model_bands(item)),
+                "bands": list(dict.fromkeys(  # input order (B01 ... B8A ... B12), each band once
+                    b if isinstance(b, str) else b["name"]
+                    for model_input in item.properties.get("mlm:input", []) for b in model_input.get("bands") or []
+                )),
                 "start_datetime": first.isoformat(),
                 "end_datetime": last.isoformat(),
                 "bbox": item.bbox,

@@ -15,13 +15,29 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from geoembed_assets.console import configure_cli_logging
+log = logging.getLogger("geoembed")  # the CLI's lines; geoembed_assets.console forwards Dagster's to it
 
-log = logging.getLogger("geoembed")
+
+def configure_cli_logging(verbose: bool = False) -> logging.Logger:
+    """The `geoembed` logger writing `HH:MM:SS message` lines to stderr: INFO, or DEBUG with `-v`."""
+    log = logging.getLogger("geoembed")
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(getattr(h, "_geoembed", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+        handler._geoembed = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.propagate = False
+    # Python warnings (numpy overflow, ...) as one timestamped line each, not a bare two-line dump
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log.warning(
+        f"{category.__name__}: {message} ({Path(filename).name}:{lineno})"
+    )
+    return log
 
 
 def _instance():
@@ -103,11 +119,13 @@ def run(args: argparse.Namespace) -> int:
     """Materialize every partition of the landed scenes, then the catalog; a failed partition does not stop the
     others. Exit status 1 only when no partition succeeded."""
     from geoembed_assets.definitions import defs
-    from geoembed_assets.resources import GeoembedIOManager, GeoembedStorage
+    from geoembed_assets.resources import GeoembedIOManager, GeoembedStorage, QualityThresholds
 
     os.environ["GEOEMBED_DATA_DIR"] = args.data_dir
     storage = GeoembedStorage(data_dir=args.data_dir)
     resources = {"storage": storage, "io_manager": GeoembedIOManager(storage=storage)}
+    if args.max_holdout_mse is not None:
+        resources["thresholds"] = QualityThresholds(max_holdout_mse=args.max_holdout_mse)
     instance = _instance()
     plan = _register(storage.landing_dir, args.precision, instance)
     if not plan:
@@ -265,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--min-coverage", type=float, default=0.5)
     p_run.add_argument("--cell-size-px", type=int, default=None, help="pixels per cell side (default 480)")
     p_run.add_argument("--max-epochs", type=int, default=None, help="epoch cap of the VAEs (default: from --quality)")
+    p_run.add_argument("--max-holdout-mse", type=float, default=None,
+                       help="bound of the blocking held-out MSE check (default: QualityThresholds, 0.005)")
     p_run.set_defaults(func=run)
     p_reg = sub.add_parser("register", parents=[common], help="add the partitions of the landed scenes to the Dagster instance")
     p_reg.add_argument("--precision", type=int, default=5)

@@ -9,25 +9,11 @@ configuration does not name `geoembed_console` uses Dagster's default loggers.
 from __future__ import annotations
 
 import logging
-import sys
 
 import dagster as dg
 
-CLI_LOGGER = "geoembed"
+CLI_LOGGER = "geoembed"  # the logger `geoembed_assets.cli.configure_cli_logging` sets up
 _STEP_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
-
-
-def configure_cli_logging(verbose: bool = False) -> logging.Logger:
-    """The `geoembed` logger writing `HH:MM:SS message` lines to stderr: INFO, or DEBUG with `-v`."""
-    log = logging.getLogger(CLI_LOGGER)
-    log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not any(getattr(h, "_geoembed", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-        handler._geoembed = True  # type: ignore[attr-defined]
-        log.addHandler(handler)
-    log.propagate = False
-    return log
 
 
 def summarize_record(record: logging.LogRecord, verbose: bool = False) -> str | None:

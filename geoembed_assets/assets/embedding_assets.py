@@ -48,7 +48,6 @@ def raw_tiles(context: dg.AssetExecutionContext, config: ChipsConfig, storage: G
             "sensor": first.sensor,
             "acquired": first.datetime.isoformat(),
             "crs": first.crs,
-            "footprint_wkt": first.footprint_wkt,
             "bands": dg.MetadataValue.json({b.name: b.resolution_m for b in first.bands}),
             "cloud_cover": first.cloud_cover if first.cloud_cover is not None else "unknown",
             "duplicate_deliveries": dg.MetadataValue.json(duplicates),

@@ -31,7 +31,7 @@ from geoembed_assets.core.geohash_grid import cell_bounds  # noqa: E402
 
 def _png(fig: plt.Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 
@@ -68,7 +68,7 @@ def cell_map(values: Mapping[str, float], title: str, label: str, cmap: str = "v
         if g in flagged:
             ax.add_patch(Rectangle((w, s), e - w, n - s, fill=False, edgecolor="red", linewidth=2))
         if len(cells) <= 64:
-            ax.text((w + e) / 2, (s + n) / 2, g, ha="center", va="center", fontsize=6, color="black",
+            ax.text((w + e) / 2, (s + n) / 2, g, ha="center", va="center", fontsize=7, color="black",
                     bbox=dict(facecolor="white", alpha=0.6, pad=0.5, linewidth=0))
     west, south, east, north = bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max()
     pad = 0.02 * max(east - west, north - south)

@@ -61,7 +61,7 @@ def test_run_prints_a_few_progress_lines_and_both_ratios(demo) -> None:
     assert ratios and float(ratios.group(1)) > float(ratios.group(2)) > 0
 
 
-def test_verbose_adds_dagster_debug_events(demo, tmp_path) -> None:
+def test_register_prints_the_partition_keys_also_with_verbose(demo) -> None:
     done = geoembed("register", "-v", env=demo["env"])
     assert done.returncode == 0 and done.stdout.split() == [KEY]
 

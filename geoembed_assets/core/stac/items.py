@@ -12,6 +12,7 @@ once every Item exists (a link to an Item that is not in the catalog is dropped,
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -241,7 +242,11 @@ def vae_item(ckpt_path: str | Path) -> Built:
         extra_fields={"mlm:artifact_type": "torch.save"},
     )
     item.add_asset("model", model)
-    thumbnail = model_thumbnail(ckpt_path)
+    try:
+        thumbnail = model_thumbnail(ckpt_path)
+    except Exception as exc:  # noqa: BLE001 - a picture must not cost the catalog its Item (tests check it exists)
+        logging.getLogger(__name__).warning(f"no thumbnail for {ckpt_path.name}: {type(exc).__name__}: {exc}")
+        thumbnail = None
     if thumbnail is not None:
         item.add_asset(
             "thumbnail",

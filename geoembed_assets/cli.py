@@ -118,7 +118,6 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Materialize every partition of the landed scenes, then the catalog; a failed partition does not stop the
     others. Exit status 1 only when no partition succeeded."""
-    from geoembed_assets.definitions import defs
     from geoembed_assets.resources import GeoembedIOManager, GeoembedStorage, QualityThresholds
 
     os.environ["GEOEMBED_DATA_DIR"] = args.data_dir
@@ -130,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     plan = _register(storage.landing_dir, args.precision, instance)
     if not plan:
         return 1
+    from geoembed_assets.definitions import defs  # the asset graph (torch and all): only once there is work
+
     chips_config = {"precision": args.precision, "min_coverage": args.min_coverage}
     if args.cell_size_px:
         chips_config["cell_size_px"] = args.cell_size_px

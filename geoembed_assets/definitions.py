@@ -1,6 +1,7 @@
 import dagster as dg
 
 from geoembed_assets.assets import catalog_assets, embedding_assets, landcover_assets, report_assets, size_assets
+from geoembed_assets.console import geoembed_console
 from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import default_resources
 from geoembed_assets.sensors import landing_sensor
@@ -15,9 +16,17 @@ embed_scenes = dg.define_asset_job(
     "for one region x month.",
 )
 
+build_catalog = dg.define_asset_job(
+    "build_catalog",
+    selection=dg.AssetSelection.assets("mlm_stac_items"),
+    description="Rebuild the STAC catalog from every partition's outputs on disk (run after embed_scenes).",
+)
+
 defs = dg.Definitions(
     assets=[*partitioned_assets, *dg.load_assets_from_modules([catalog_assets, report_assets])],
-    jobs=[embed_scenes],
+    jobs=[embed_scenes, build_catalog],
     sensors=[landing_sensor],
     resources=default_resources(),
+    # used only by runs whose config names it (`geoembed run`); other runs keep Dagster's default console logger
+    loggers={"console": dg.colored_console_logger, "geoembed_console": geoembed_console},
 )

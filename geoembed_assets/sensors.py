@@ -1,4 +1,4 @@
-"""Watch the landing folder: new scenes add region partitions and request one run per (region, month)."""
+"""Watch the landing folder: new scenes add their region and month partitions and request one run per (region, month)."""
 
 import json
 
@@ -8,7 +8,7 @@ from geoembed_assets.assets.config import ChipsConfig
 from geoembed_assets.core import workflow
 from geoembed_assets.core.readers import open_scene
 from geoembed_assets.core.scene import SceneError
-from geoembed_assets.partitions import REGION_PRECISION, partition_key, region_partitions
+from geoembed_assets.partitions import REGION_PRECISION, add_requests, partition_key
 from geoembed_assets.resources import GeoembedStorage
 
 
@@ -25,7 +25,7 @@ def _fingerprint(path) -> str:
 def landing_sensor(context: dg.SensorEvaluationContext, storage: GeoembedStorage) -> dg.SensorResult:
     seen: list[str] = json.loads(context.cursor) if context.cursor else []
     precision = ChipsConfig().precision
-    requests, regions = [], set()
+    requests = []
     for entry in workflow.landing_entries(storage.landing_dir):
         fingerprint = _fingerprint(entry)
         if fingerprint in seen:
@@ -38,15 +38,14 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: GeoembedStorage
             continue
         month = workflow.month_of(scene.datetime)
         for region in workflow.scene_regions(scene, precision, REGION_PRECISION):
-            regions.add(region)
             key = partition_key(region, month)
             # The scene id comes from the data, so a second delivery of the same scene maps to the same run key.
             run_key = f"{scene.scene_id}:{key}"
             if run_key not in {r.run_key for r in requests}:
                 requests.append(dg.RunRequest(run_key=run_key, partition_key=key, tags={"scene_id": scene.scene_id}))
-    new_regions = sorted(r for r in regions if not context.instance.has_dynamic_partition(region_partitions.name, r))
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[region_partitions.build_add_request(new_regions)] if new_regions else [],
+        # the new regions and months: the UI's partitions are exactly the ones with data
+        dynamic_partitions_requests=add_requests([r.partition_key for r in requests], context.instance.has_dynamic_partition),
         cursor=json.dumps(seen),
     )

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from geoembed_assets.partitions import region_partitions
+from geoembed_assets.partitions import month_partitions, region_partitions, register_keys
 from geoembed_assets.resources import GeoembedStorage
 from geoembed_assets.sensors import landing_sensor
 from geoembed_assets_tests.conftest import DEFAULT_DESCRIPTOR, band_folder_copy
@@ -22,10 +22,11 @@ def test_new_scene_adds_partitions_and_duplicates_run_once(landing: Path) -> Non
         result = evaluate(instance, data_dir, None)
         assert [r.partition_key for r in result.run_requests] == ["2016-01-01|dqd"]
         assert result.run_requests[0].run_key.endswith(":2016-01-01|dqd")
-        assert result.dynamic_partitions_requests[0].partition_keys == ["dqd"]
+        added = {r.partitions_def_name: list(r.partition_keys) for r in result.dynamic_partitions_requests}
+        assert added == {region_partitions.name: ["dqd"], month_partitions.name: ["2016-01-01"]}
         assert len(json.loads(result.cursor)) == 2
 
-        instance.add_dynamic_partitions(region_partitions.name, ["dqd"])
+        register_keys(instance, ["2016-01-01|dqd"])
         again = evaluate(instance, data_dir, result.cursor)
         assert again.run_requests == [] and again.dynamic_partitions_requests == []
 

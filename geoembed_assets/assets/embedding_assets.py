@@ -4,10 +4,10 @@
 import dagster as dg
 import pandas as pd
 
-from geoembed_assets.assets import checks
+from geoembed_assets.assets import checks, pictures
 from geoembed_assets.assets.config import ChipsConfig, VAEConfig
 from geoembed_assets.assets.config_validation import validate_run_config
-from geoembed_assets.core import landcover, workflow
+from geoembed_assets.core import landcover, plots, workflow
 from geoembed_assets.core import storage_report as sr
 from geoembed_assets.core.previews import markdown_image, rate_distortion_png
 from geoembed_assets.core.quality import quality_by_cover
@@ -53,11 +53,11 @@ def raw_tiles(context: dg.AssetExecutionContext, config: ChipsConfig, storage: G
             "sensor": first.sensor,
             "acquired": first.datetime.isoformat(),
             "crs": first.crs,
-            "footprint_wkt": first.footprint_wkt,
             "bands": dg.MetadataValue.json({b.name: b.resolution_m for b in first.bands}),
             "cloud_cover": first.cloud_cover if first.cloud_cover is not None else "unknown",
             "duplicate_deliveries": dg.MetadataValue.json(duplicates),
             "rejected_entries": dg.MetadataValue.json(rejected),
+            **pictures.scene_pictures(scenes, config.precision),
         }
     )
     return scenes
@@ -89,6 +89,7 @@ def geohash_chips(
             "mean_coverage": float(index["coverage"].mean()),
             "skipped_cells": dg.MetadataValue.json(index.attrs.get("skipped", [])),
             "index": _md_table(index[["geohash", "scene_id", "coverage", "bytes", "path"]]),
+            **pictures.chip_pictures(index),
         },
     )
     yield checks.coverage_in_range(index, config.min_coverage)
@@ -101,7 +102,7 @@ def geohash_chips(
     description="Complexity of each chip: gzip ratio, linear and kernel PCA components at 95 % variance.",
 )
 def complexity_scores(context: dg.AssetExecutionContext, config: VAEConfig, geohash_chips: pd.DataFrame) -> pd.DataFrame:
-    scores = workflow.score_partition(geohash_chips, config.training_config().patch_size)
+    scores = workflow.score_partition(geohash_chips, config.training_config().patch_size, log=context.log.info)
     context.add_output_metadata({"scores": _md_table(scores)})
     return scores
 
@@ -164,6 +165,7 @@ def vae_checkpoints(
                 models.loc[models["epochs"] >= models["max_epochs"], "checkpoint_id"].tolist()
             ),
             "checkpoints": _md_table(models.drop(columns=["path", "geohash"])),
+            **pictures.checkpoint_pictures(checkpoints, config.training_config().max_epochs),
         },
     )
     yield checks.holdout_mse_below_bound(models, target.max_mse)
@@ -212,6 +214,11 @@ def embeddings(
                                   "checkpoint_id"]], limit=100),  # fmt: skip
     }
     if config.mode == "multi":
+        rmse = dict(zip(frame["geohash"], frame["recon_rmse"].astype(float)))
+        metadata.update(pictures._picture(
+            "rmse_map", lambda: plots.cell_map(rmse, "reconstruction RMSE (reflectance)", "RMSE", cmap="magma_r"),
+            "cells coloured by reconstruction RMSE",
+        ))  # fmt: skip
         picks = workflow.preview_cells(frame)
         metadata["reconstructions"] = dg.MetadataValue.md(
             workflow.reconstruction_preview(geohash_chips, frame, storage.checkpoints_dir)

@@ -51,6 +51,18 @@ def _md(frame: pd.DataFrame, limit: int = 40) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.head(limit).to_markdown(index=False, floatfmt=".3g"))
 
 
+def _cluster_map(table: pd.DataFrame) -> dict:
+    """`cluster_map`: the cells coloured by land-cover cluster (a broken picture never fails the data)."""
+    from geoembed_assets.core import plots
+
+    try:
+        png = plots.cell_map(dict(zip(table["geohash"], table["cluster"].astype(float))), "land-cover cluster", "cluster",
+                             cmap="tab10")  # fmt: skip
+        return {"cluster_map": dg.MetadataValue.md(plots.markdown_image(png, "cells by land-cover cluster"))}
+    except Exception as exc:  # noqa: BLE001
+        return {"cluster_map_error": dg.MetadataValue.text(f"{type(exc).__name__}: {exc}")}
+
+
 @dg.asset(
     partitions_def=scene_partitions,
     group_name="landcover",
@@ -113,6 +125,7 @@ def landcover_clusters(
             "path": str(snapshot),
             "clusters": _md(clusters.table),
             "figure": dg.MetadataValue.md(f"![clusters](data:image/png;base64,{base64.b64encode(png).decode()})"),
+            **_cluster_map(clusters.table),
         }
     )
     return clusters.table

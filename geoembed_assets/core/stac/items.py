@@ -12,6 +12,7 @@ once every Item exists (a link to an Item that is not in the catalog is dropped,
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +35,6 @@ from stac_model.schema import MLModelExtension, MLModelProperties, ModelHyperPar
 from geoembed_assets.core.checkpoints import CheckpointError, checkpoint_path, load_checkpoint
 from geoembed_assets.core.safe_paths import UnsafePathError
 from geoembed_assets.core.geohash_grid import cell_bounds
-from geoembed_assets.core.indices import roles_for
 from geoembed_assets.core.scene import Scene
 
 STAC_VERSION = "1.0.0"
@@ -47,8 +47,24 @@ SCENES_COLLECTION = "scenes"
 EMBEDDINGS_COLLECTION = "embeddings"
 EMB_MODEL_REL = "emb:model"
 EMB_SOURCE_REL = "emb:source-data"
-# eo common band names of the roles core.indices knows ("nir" -> "nir", "swir1" -> "swir16").
-COMMON_NAMES = {"green": "green", "red": "red", "nir": "nir", "swir1": "swir16"}
+# Every band of the sensors the readers know: (eo common name, centre wavelength um, full width at half max um).
+# Sentinel-2 MSI (S2A spectral response, ESA), Landsat-8 OLI/TIRS (USGS). Common names are eo v1.1.0's
+# (its enum has one "rededge" for the three red-edge bands; STAC 1.1's rededge071/075/078 would not validate).
+SENSOR_BANDS: dict[str, dict[str, tuple[str, float, float]]] = {
+    "sentinel-2": {
+        "B01": ("coastal", 0.443, 0.027), "B02": ("blue", 0.490, 0.098), "B03": ("green", 0.560, 0.045),
+        "B04": ("red", 0.665, 0.038), "B05": ("rededge", 0.705, 0.019), "B06": ("rededge", 0.740, 0.018),
+        "B07": ("rededge", 0.783, 0.028), "B08": ("nir", 0.842, 0.145), "B8A": ("nir08", 0.865, 0.033),
+        "B09": ("nir09", 0.945, 0.026), "B10": ("cirrus", 1.375, 0.075), "B11": ("swir16", 1.610, 0.143),
+        "B12": ("swir22", 2.190, 0.242),
+    },
+    "landsat-8": {
+        "B1": ("coastal", 0.443, 0.016), "B2": ("blue", 0.482, 0.060), "B3": ("green", 0.561, 0.057),
+        "B4": ("red", 0.655, 0.037), "B5": ("nir08", 0.865, 0.028), "B6": ("swir16", 1.609, 0.085),
+        "B7": ("swir22", 2.201, 0.187), "B8": ("pan", 0.590, 0.172), "B9": ("cirrus", 1.373, 0.020),
+        "B10": ("lwir11", 10.895, 0.590), "B11": ("lwir12", 12.005, 1.010),
+    },
+}  # fmt: skip
 
 
 @dataclass
@@ -72,10 +88,30 @@ def _describe_file(asset: pystac.Asset, path: Path) -> None:
     FileExtension.ext(asset, add_if_missing=True).apply(size=path.stat().st_size, checksum=multihash_sha256(path))
 
 
+def sensor_bands(sensor: str) -> dict[str, tuple[str, float, float]]:
+    """{band: (common name, centre wavelength um, FWHM um)} of a sensor family ("sentinel-2a" -> Sentinel-2)."""
+    for family, bands in SENSOR_BANDS.items():
+        if sensor.lower().startswith(family):
+            return bands
+    return {}
+
+
+def eo_bands(names: list[str], sensor: str) -> list[Band]:
+    """eo:bands of `names`: common name, centre wavelength and width where the sensor's band is known."""
+    table = sensor_bands(sensor)
+    out = []
+    for name in names:
+        known = table.get(name)
+        out.append(
+            Band.create(name=name, common_name=known[0], center_wavelength=known[1], full_width_half_max=known[2])
+            if known else Band.create(name=name)
+        )  # fmt: skip
+    return out
+
+
 def _describe_bands(asset: pystac.Asset, names: list[str], sensor: str) -> None:
-    """eo:bands with eo common names where the sensor's band roles are known."""
-    common = {band: COMMON_NAMES[role] for role, band in roles_for(sensor).items() if role in COMMON_NAMES}
-    EOExtension.ext(asset, add_if_missing=True).bands = [Band.create(name=n, common_name=common.get(n)) for n in names]
+    """eo:bands of every band, with its common name and centre wavelength (all 13 Sentinel-2 bands, Landsat-8)."""
+    EOExtension.ext(asset, add_if_missing=True).bands = eo_bands(names, sensor)
 
 
 def _geometry(shape: shapely.Geometry) -> tuple[dict[str, Any], list[float]]:
@@ -216,6 +252,17 @@ def vae_item(ckpt_path: str | Path) -> Built:
         extra_fields={"mlm:artifact_type": "torch.save"},
     )
     item.add_asset("model", model)
+    try:
+        thumbnail = model_thumbnail(ckpt_path)
+    except Exception as exc:  # noqa: BLE001 - a picture must not cost the catalog its Item (tests check it exists)
+        logging.getLogger(__name__).warning(f"no thumbnail for {ckpt_path.name}: {type(exc).__name__}: {exc}")
+        thumbnail = None
+    if thumbnail is not None:
+        item.add_asset(
+            "thumbnail",
+            pystac.Asset(href=str(thumbnail.resolve()), title="a chip of the cell beside its reconstruction",
+                         media_type=pystac.MediaType.PNG, roles=["thumbnail", "overview"]),
+        )  # fmt: skip
     _describe_file(model, ckpt_path)
     _describe_bands(model, list(meta["bands"]), meta["sensor"])
     _publish_mlm(item, properties)
@@ -224,6 +271,38 @@ def vae_item(ckpt_path: str | Path) -> Built:
         links.append((pystac.RelType.DERIVED_FROM, meta["parent"]))
         links.append(("predecessor-version", meta["parent"]))
     return Built(item, links)
+
+
+def model_thumbnail(ckpt_path: Path) -> Path | None:
+    """`<data_dir>/thumbnails/<geohash>/<checkpoint id>.png`: the first chip this checkpoint embedded, beside its
+    reconstruction from the stored embeddings. Written once per checkpoint (atomically); None until the
+    checkpoint has embeddings rows and the chip is on disk."""
+    from geoembed_assets.core import plots
+    from geoembed_assets.core.atomic import write_bytes_atomic
+    from geoembed_assets.core.chipping import read_chip
+    from geoembed_assets.core.embeddings import decode_cell
+
+    data_dir, checkpoint_id, geohash = ckpt_path.parents[2], ckpt_path.stem, ckpt_path.parent.name
+    out = data_dir / "thumbnails" / geohash / f"{checkpoint_id}.png"
+    if out.exists():
+        return out
+    for path in sorted(data_dir.glob("embeddings/*/*.parquet")):
+        rows = pq.read_table(path, filters=[("checkpoint_id", "=", checkpoint_id)]).to_pandas()
+        if rows.empty:
+            continue
+        scene_id = sorted(rows["scene_id"].unique())[0]
+        chip = data_dir / "chips" / path.parent.name / sorted(rows["geohash"].unique())[0] / f"{scene_id}.tif"
+        if not chip.exists():
+            continue
+        cell = sorted(rows["geohash"].unique())[0]  # a shared model's first cell
+        rows = rows[(rows["scene_id"] == scene_id) & (rows["geohash"] == cell)]
+        decoded = decode_cell(rows, data_dir / "checkpoints")
+        image, bands = decoded.image, decoded.bands
+        original, chip_bands, _ = read_chip(chip)
+        original = original[[list(chip_bands).index(b) for b in bands]]
+        write_bytes_atomic(out, plots.chip_and_reconstruction(original, image, bands, f"{geohash}, {scene_id[:40]}"))
+        return out
+    return None
 
 
 def models_in_use(data_dir: str | Path) -> set[str] | None:

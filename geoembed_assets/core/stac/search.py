@@ -70,7 +70,7 @@ def search_models(
     """Model Items (any family) trained on data intersecting `bbox` (W, S, E N; EPSG:4326) within [start, end],
     for `task` (an `mlm:tasks` value) and with all `bands` among their inputs; sorted by id.
 
-    Each match: id, collection, mlm:name, tasks, bands, start/end datetime, bbox and the model asset's href.
+    Each match: id, collection, cell (geohash), mlm:name, tasks, bands, start/end datetime, bbox and the model asset's href.
     """
     catalog = pystac.Catalog.from_file(str(Path(catalog_dir) / "catalog.json"))
     models_root = Path(catalog_dir).resolve().parent / "checkpoints"
@@ -87,9 +87,13 @@ def search_models(
             {
                 "id": item.id,
                 "collection": item.collection_id,
+                "cell": item.properties.get("geoembed:geohash"),
                 "mlm:name": item.properties["mlm:name"],
                 "tasks": item.properties.get("mlm:tasks", []),
-                "bands": sorted(model_bands(item)),
+                "bands": list(dict.fromkeys(  # input order (B01 ... B8A ... B12), each band once
+                    b if isinstance(b, str) else b["name"]
+                    for model_input in item.properties.get("mlm:input", []) for b in model_input.get("bands") or []
+                )),
                 "start_datetime": first.isoformat(),
                 "end_datetime": last.isoformat(),
                 "bbox": item.bbox,

@@ -140,6 +140,7 @@ def calibration_points(runs: pd.DataFrame, scores: pd.DataFrame, ndvi_weight: fl
     Ablation runs (an NDVI weight other than the main one) are left out; scores are averaged over the cell's chips.
     """
     main = runs if ndvi_weight is None else runs[np.isclose(runs["ndvi_weight"], ndvi_weight)]
+    main = main[np.isfinite(main["holdout_mse"])]  # a cell too small to hold out a patch gives no point
     loss = main.groupby(["geohash", "mode", "size"], as_index=False)["holdout_mse"].mean().rename(columns={"holdout_mse": "loss"})
     cell_scores = scores.groupby("geohash", as_index=False)[list(SCORES)].mean()
     return loss.merge(cell_scores, on="geohash", how="inner")
@@ -367,6 +368,10 @@ def run_calibration(
     from geoembed_assets.core.workflow import cell_patches
 
     rows = []
+    factor = 2 ** (2 if config.architecture == "spatial" else 3)
+    size_px = int(chips["size_px"].min()) if "size_px" in chips else config.patch_size * 2
+    if size_px < 2 * config.patch_size:  # small cells: patches small enough for a few per chip, held-out ones too
+        config = replace(config, patch_size=max(factor, (size_px // 2) // factor * factor))
     with torch_threads(config.cpu_threads if device == "cpu" else None):
         for geohash in sample_cells(chips["geohash"].tolist(), config.n_cells, config.seed, scores):
             cell = chips[chips["geohash"] == geohash]

@@ -10,7 +10,7 @@ import dagster as dg
 
 from geoembed_assets.assets import embedding_assets
 from geoembed_assets.assets.catalog_assets import INPUTS_READABLE_CHECK, STAC_VALID_CHECK, mlm_stac_items
-from geoembed_assets.partitions import partition_key, region_partitions
+from geoembed_assets.partitions import partition_key, register_keys
 from geoembed_assets.resources import GeoembedStorage, QualityThresholds, TorchDevice
 from geoembed_assets_tests.conftest import DEFAULT_DESCRIPTOR
 
@@ -26,7 +26,7 @@ def landing(tmp_path: Path) -> Path:
 
 def run(data: Path, region: str, run_config: dict) -> dg.ExecuteInProcessResult:
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(region_partitions.name, [region])
+    register_keys(instance, [partition_key(region, "2016-01-01")])
     return dg.materialize(
         ASSETS,
         partition_key=partition_key(region, "2016-01-01"),

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from geoembed_assets.assets import embedding_assets, landcover_assets
-from geoembed_assets.partitions import partition_key, region_partitions
+from geoembed_assets.partitions import partition_key, register_keys
 from geoembed_assets.resources import GeoembedStorage
 from geoembed_assets_tests.conftest import DEFAULT_DESCRIPTOR
 from geoembed_assets_tests.core.test_landcover import SLOVENIA_LC
@@ -41,7 +41,7 @@ def landed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dg.DagsterIn
     (data_dir / "landing").mkdir(parents=True)
     shutil.copy(DEFAULT_DESCRIPTOR, data_dir / "landing" / DEFAULT_DESCRIPTOR.name)
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(region_partitions.name, ["dqd"])
+    register_keys(instance, [partition_key("dqd", "2016-01-01")])
     return data_dir, instance
 
 

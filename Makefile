@@ -24,12 +24,14 @@ demo: setup  ## run the main job on the embedded default scene and print a summa
 test: setup  ## run the test suite
 	$(BIN)/python -m pytest -q $(ARGS)
 
-bench: setup  ## print the benchmarks (chipping, encoding, storage)
+bench: setup  ## print the benchmarks (chipping; embedding speed and rate-distortion after `make demo`)
 	$(BIN)/python benchmarks/bench_foundation.py
+	$(BIN)/python benchmarks/bench_embeddings.py
 
 dev: setup  ## the Dagster web UI on http://127.0.0.1:3000
 	$(BIN)/python -m geoembed_assets.instance_config .dagster_home
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
 
 clean:
-	rm -rf data/chips data/checkpoints data/embeddings data/catalog .dagster_home
+	rm -rf data/chips data/checkpoints data/embeddings data/catalog data/size_predictions data/landcover \
+		data/thumbnails data/dagster data/reports .dagster_home

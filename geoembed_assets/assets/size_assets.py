@@ -92,7 +92,7 @@ def embedding_size_calibration(
     example = cell_scores(complexity_scores).iloc[0]
     png = sp.loss_curve_png(
         models, {m: float(example[models[m].score]) for m in models}, f"predicted loss, cell {example['geohash']}",
-        config.error_bound, tuple(config.candidate_sizes),
+        config.error_bound, tuple(config.candidate_sizes), points=points,
     )  # fmt: skip
     metadata.update(
         {

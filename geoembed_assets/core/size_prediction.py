@@ -322,8 +322,10 @@ def loss_curve_png(
     title: str,
     bound: float = ERROR_BOUND,
     sizes: tuple[int, ...] = CANDIDATE_SIZES,
+    points: pd.DataFrame | None = None,
 ) -> bytes:
-    """Figure-4-like plot: predicted loss against embedding size for one cell, one line per mode; PNG bytes."""
+    """Figure-4-like plot: predicted loss against embedding size for one cell, one line per mode, with the measured
+    calibration points of every sampled cell (`points`: mode, size, loss); PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -335,6 +337,9 @@ def loss_curve_png(
         ax.plot(grid, model.predict(scores[mode], grid), label=f"{mode}-band ({model.function}, {model.score}={scores[mode]:.3g})")
         chosen = predict_size(model, scores[mode], sizes, bound)
         ax.scatter([chosen], model.predict(scores[mode], chosen), zorder=3)
+    if points is not None and len(points):
+        for mode, part in points.groupby("mode"):
+            ax.scatter(part["size"], part["loss"], s=12, alpha=0.6, marker="x", label=f"measured ({mode}-band, sampled cells)")
     ax.axhline(bound, color="red", linestyle="--", linewidth=1, label=f"error bound {bound:g}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("embedding size")

@@ -67,7 +67,9 @@ def embedding_size_calibration(
     complexity_scores: pd.DataFrame,
 ) -> dict:
     calibration = config.calibration()
-    runs = sp.run_calibration(geohash_chips, calibration, torch_device.device(), cell_scores(complexity_scores))
+    runs = sp.run_calibration(
+        geohash_chips, calibration, torch_device.device(), cell_scores(complexity_scores), log=context.log.info
+    )
     points = sp.calibration_points(runs, complexity_scores, ndvi_weight=config.ndvi_weight)
     models, metadata = {}, {}
     for mode in calibration.modes:

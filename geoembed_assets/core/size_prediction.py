@@ -366,10 +366,12 @@ def torch_threads(n: int | None):
 
 
 def run_calibration(
-    chips: pd.DataFrame, config: CalibrationConfig, device: str = "cpu", scores: pd.DataFrame | None = None
+    chips: pd.DataFrame, config: CalibrationConfig, device: str = "cpu", scores: pd.DataFrame | None = None,
+    log=None,
 ) -> pd.DataFrame:
     """Calibrate on a seeded sample of the chip index's cells (stratified by `scores` per cell when given);
     one row per trained VAE (with its geohash)."""
+    from geoembed_assets.core.progress import track
     from geoembed_assets.core.workflow import cell_patches
 
     rows = []
@@ -378,7 +380,8 @@ def run_calibration(
     if size_px < 2 * config.patch_size:  # small cells: patches small enough for a few per chip, held-out ones too
         config = replace(config, patch_size=max(factor, (size_px // 2) // factor * factor))
     with torch_threads(config.cpu_threads if device == "cpu" else None):
-        for geohash in sample_cells(chips["geohash"].tolist(), config.n_cells, config.seed, scores):
+        cells = sample_cells(chips["geohash"].tolist(), config.n_cells, config.seed, scores)
+        for geohash in track(cells, "calibrating", log, unit="cells"):
             cell = chips[chips["geohash"] == geohash]
             patches, bands = cell_patches(cell["path"].tolist(), config.patch_size)
             for row in calibrate_cell(patches, bands, str(cell["sensor"].iloc[0]), config, device):

@@ -106,10 +106,13 @@ def checkpoint_bytes(checkpoints: pd.DataFrame) -> int:
 def summary_lines(table: pd.DataFrame) -> list[str]:
     """The closing lines of `geoembed run`: totals and the chips/embeddings ratio without and with checkpoints."""
     chips, emb, ckpt = (int(table[c].sum()) for c in ("chip_bytes", "embedding_bytes", "checkpoint_bytes"))
+    uint16 = int(table["uint16_bytes"].sum()) if "uint16_bytes" in table else chips
     return [
         f"cells: {int(table['cells'].sum())}  chips: {chips:,} B  embeddings: {emb:,} B  checkpoints: {ckpt:,} B",
         f"chips/embeddings = {chips / emb:.1f}x without checkpoints, "
         f"{chips / (emb + ckpt):.2f}x counting the checkpoints needed to decode",
+        f"uint16 chip arrays/embeddings = {uint16 / emb:.1f}x without checkpoints, {uint16 / (emb + ckpt):.1f}x with them "
+        "(chips above: lossless ZSTD GeoTIFF)",
         f"reconstruction RMSE (reflectance): land cells {table['land_rmse'].mean():.4f} ({int(table['land_cells'].sum())}), "
         f"water cells {table['water_rmse'].mean():.4f} ({int(table['water_cells'].sum())}); quality target: land <= 0.015",
     ]
@@ -129,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     plan = _register(storage.landing_dir, args.precision, instance)
     if not plan:
         return 1
+    from geoembed_assets.core.workflow import raw_chip_bytes
     from geoembed_assets.definitions import defs  # the asset graph (torch and all): only once there is work
 
     chips_config = {"precision": args.precision, "min_coverage": args.min_coverage}
@@ -168,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         summaries.append(
             dict(
                 partition=key, cells=chips["geohash"].nunique(), chip_bytes=int(chips["bytes"].sum()),
+                uint16_bytes=raw_chip_bytes(chips),
                 embedding_bytes=emb_path.stat().st_size, checkpoint_bytes=checkpoint_bytes(ckpts), rows=len(frame),
                 mean_recon_mse=float(frame["recon_mse"].mean()), mean_holdout_mse=float(ckpts["holdout_mse"].mean()),
                 land_cells=int((frame["cover"] == "land").sum()), water_cells=int((frame["cover"] == "water").sum()),

@@ -206,7 +206,7 @@ def dagster_dev(root: Path, env: dict[str, str], repo: Path) -> Iterator[Dagster
                 raise RuntimeError(f"dagster dev exited with {process.returncode}, see {root / 'dagster-dev.log'}")
             data = server.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }")
             entries = data["workspaceOrError"]["locationEntries"]
-            return any(e["name"] == "geoembed_assets" and e["loadStatus"] == "LOADED" for e in entries)
+            return any(e["name"] == "geoembed_assets.definitions" and e["loadStatus"] == "LOADED" for e in entries)
 
         wait_until(loaded, 180, "dagster dev to serve the code location", interval=2)
         yield server

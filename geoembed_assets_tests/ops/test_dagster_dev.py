@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -25,7 +26,7 @@ from geoembed_assets_tests.ops.conftest import REPO, tiny_run_config
 KEY = "2016-01-01|dqd"
 PARTITIONED = ["raw_tiles", "geohash_chips", "complexity_scores", "embedding_size_calibration",
                "embedding_size_predictions", "vae_checkpoints", "embeddings"]  # fmt: skip
-SENSOR = {"repositoryLocationName": "geoembed_assets", "repositoryName": "__repository__", "sensorName": "landing_sensor"}
+SENSOR = {"repositoryLocationName": "geoembed_assets.definitions", "repositoryName": "__repository__", "sensorName": "landing_sensor"}
 START_SENSOR = """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
   __typename ... on Sensor { sensorState { status } } ... on PythonError { message } } }"""
 SENSOR_RUNS = """{ runsOrError(filter: {tags: [{key: "dagster/sensor_name", value: "landing_sensor"}]}) {
@@ -95,9 +96,18 @@ def visible_text(html: str) -> str:
 
 
 def test_asset_graph_and_asset_page_render_in_chromium(dev: servers.DagsterDev, sensor_runs: list[dict], tmp_path: Path) -> None:
+    # the lineage graph: one box per group with its asset count
     graph = visible_text(dump_dom(f"{dev.url}/asset-groups", tmp_path))
-    for asset in ["raw_tiles", "geohash_chips", "vae_checkpoints", "embeddings", "mlm_stac_items"]:
-        assert asset in graph, graph[:2000]
-    page = visible_text(dump_dom(f"{dev.url}/assets/embeddings?view=events&partition={KEY}", tmp_path))
-    assert "embeddings" in page and "2016-01-01|dqd" in page, page[:3000]
-    assert "embedding_dim" in page and "mean_recon_mse" in page, page[:3000]
+    assert "Global asset lineage" in graph, graph[:2000]
+    for group, count in {"ingest": 1, "chips": 1, "embeddings": 5, "catalog": 1, "reports": 1}.items():
+        assert f"{group} {count}" in graph, graph[:2000]
+    # the catalog lists every asset with its description
+    catalog = visible_text(dump_dom(f"{dev.url}/assets", tmp_path))
+    for asset in [*PARTITIONED, "mlm_stac_items", "storage_report"]:
+        assert asset in catalog, asset
+    # the asset's partitions page: the sensor's partition is materialized, with the run's metadata
+    page = visible_text(dump_dom(f"{dev.url}/assets/embeddings?view=partitions&partition={quote(KEY)}", tmp_path))
+    assert "Materialized (1)" in page and "Failed (0)" in page, page[:3000]
+    assert sensor_runs[0]["runId"][:8] in page, page[:3000]
+    for key in ("rows", "embedding_dim", "mean_recon_mse", "embedding_bytes"):
+        assert key in page, page[:3000]

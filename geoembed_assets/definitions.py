@@ -4,6 +4,7 @@ from geoembed_assets.assets import catalog_assets, embedding_assets, report_asse
 from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import default_resources
 from geoembed_assets.sensors import landing_sensor
+from geoembed_assets.stac_sensor import StacSource, stac_sensor
 
 partitioned_assets = dg.load_assets_from_modules([embedding_assets, size_assets])
 
@@ -18,6 +19,6 @@ embed_scenes = dg.define_asset_job(
 defs = dg.Definitions(
     assets=[*partitioned_assets, *dg.load_assets_from_modules([catalog_assets, report_assets])],
     jobs=[embed_scenes],
-    sensors=[landing_sensor],
-    resources=default_resources(),
+    sensors=[landing_sensor, stac_sensor],
+    resources={**default_resources(), "stac_source": StacSource()},
 )

@@ -213,3 +213,37 @@ def dagster_dev(root: Path, env: dict[str, str], repo: Path) -> Iterator[Dagster
     finally:
         stop(process, timeout=30)
         log.close()
+
+
+@contextlib.contextmanager
+def http_file_server(folder: Path) -> Iterator[str]:
+    """A real HTTP server (python -m http.server, its own process) serving `folder`; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: port_open(port), 30, "the HTTP file server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
+def rustac_serve(hrefs: list[Path]) -> Iterator[str]:
+    """`rustac serve` (pip package rustac, in-memory backend): a STAC API serving the given collections/items."""
+    rustac = Path(sys.executable).with_name("rustac")
+    require("the rustac CLI (pip install rustac)", rustac.exists())
+    port = free_port()
+    log = hrefs[0].parent / "rustac.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(rustac), "serve", "--addr", f"127.0.0.1:{port}", *map(str, hrefs)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: port_open(port), 30, "rustac serve")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)

@@ -15,6 +15,7 @@ from geoembed_assets.resources import GeoembedStorage, QualityThresholds, TorchD
 GPU_TAGS = {
     "dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}},
     "geoembed/accelerator": "cuda",
+    "dagster-celery/queue": "gpu",  # the Celery executor ignores pools: GPU steps go to workers on the `gpu` queue
 }
 
 

@@ -247,3 +247,40 @@ def rustac_serve(hrefs: list[Path]) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(process)
+
+
+@contextlib.contextmanager
+def redis_server(root: Path) -> Iterator[str]:
+    """redis-server (Debian package redis-server) on a free localhost port, no persistence; yields its URL."""
+    binary = require_binary("redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(root)],
+        stdout=open(root / "redis.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: port_open(port), 30, "redis-server")
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+def celery_worker(name: str, queues: list[str], config_yaml: Path, env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
+    """One dagster-celery worker (one task at a time) listening on `queues`."""
+    cli = Path(sys.executable).with_name("dagster-celery")
+    require("the dagster-celery CLI (pip install -e '.[deploy]')", cli.exists())
+    queue_args = [arg for q in queues for arg in ("-q", q)]
+    return subprocess.Popen(
+        [str(cli), "worker", "start", "-A", "dagster_celery.app", "-y", str(config_yaml), "-n", name, *queue_args,
+         "-l", "INFO", "--", "--concurrency=1", "--pool=prefork"],
+        cwd=cwd, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+        # the CLI execs `celery` from PATH: the one next to this interpreter
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{cli.parent}{os.pathsep}{os.environ.get('PATH', '')}", **env},
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def celery_worker_ready(worker: subprocess.Popen, log: Path) -> bool:
+    if worker.poll() is not None:
+        raise RuntimeError(f"Celery worker exited with {worker.returncode}: {log.read_text(errors='replace')[-2000:]}")
+    return log.exists() and " ready." in log.read_text(errors="replace")

@@ -3,6 +3,7 @@ import dagster as dg
 from geoembed_assets.assets import catalog_assets, embedding_assets, report_assets, size_assets
 from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import default_resources
+from geoembed_assets.schedules import retrain_and_refresh, retrain_drifting_schedule
 from geoembed_assets.sensors import landing_sensor
 from geoembed_assets.stac_sensor import StacSource, stac_sensor
 
@@ -18,7 +19,8 @@ embed_scenes = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[*partitioned_assets, *dg.load_assets_from_modules([catalog_assets, report_assets])],
-    jobs=[embed_scenes],
+    jobs=[embed_scenes, retrain_and_refresh],
+    schedules=[retrain_drifting_schedule],
     sensors=[landing_sensor, stac_sensor],
     resources={**default_resources(), "stac_source": StacSource()},
 )

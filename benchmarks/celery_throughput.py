@@ -16,9 +16,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from geoembed_assets.partitions import region_partitions
 from geoembed_assets_tests.ops import servers
-from geoembed_assets_tests.ops.celery_runs import REPO, deliver_months, run_partitions, tiny_celery_run_config
+from geoembed_assets_tests.ops.celery_runs import REPO, deliver_months, prepare_instance, run_partitions, tiny_celery_run_config
 from geoembed_assets_tests.ops.conftest import tiny_run_config
 
 
@@ -31,7 +30,7 @@ def measure(n_workers: int, n_partitions: int, pg: servers.Postgres, redis: str,
     os.environ.update(env)
     keys = deliver_months(data_dir / "landing", list(range(1, n_partitions + 1)))
     with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions(region_partitions.name, ["dqd"])
+        prepare_instance(instance)
     config = REPO / "deploy" / "celery.yaml"
     logs = [root / f"w{n_workers}-{i}.log" for i in range(n_workers)]
     workers = [servers.celery_worker(f"w{i}", ["dagster", "gpu"], config, env, log, REPO) for i, log in enumerate(logs)]

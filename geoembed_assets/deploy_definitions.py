@@ -3,6 +3,7 @@
 - `embed_scenes_celery`: the per-partition assets on dagster-celery (Redis broker). The Celery executor ignores
   Dagster pools, so the GPU steps carry the `dagster-celery/queue: gpu` tag and run only on workers listening on
   the `gpu` queue; everything else goes to the default `dagster` queue.
+- `published_outputs`: a partition's embeddings and checkpoints copied to object storage (GEOEMBED_PUBLISH_URL).
 - `embed_scenes_k8s`: the same assets with one Kubernetes Job per step (dagster-k8s); the GPU steps' own
   `dagster-k8s/config` tag requests `nvidia.com/gpu: 1`, the others the defaults in `deploy/k8s_executor.yaml`.
 """
@@ -14,6 +15,7 @@ from dagster_celery import celery_executor
 from dagster_k8s import k8s_job_executor
 
 from geoembed_assets import definitions as base
+from geoembed_assets.assets.publish_assets import ObjectStore, published_outputs
 
 _selection = dg.AssetSelection.assets(*base.partitioned_assets)
 
@@ -31,4 +33,11 @@ embed_scenes_k8s = dg.define_asset_job(
     description="embed_scenes with one Kubernetes Job per step (run config: deploy/k8s_executor.yaml).",
 )
 
-defs = dg.Definitions.merge(base.defs, dg.Definitions(jobs=[embed_scenes_celery, embed_scenes_k8s]))
+defs = dg.Definitions.merge(
+    base.defs,
+    dg.Definitions(
+        assets=[published_outputs],
+        jobs=[embed_scenes_celery, embed_scenes_k8s],
+        resources={"object_store": ObjectStore()},
+    ),
+)

@@ -24,7 +24,7 @@ def sensor_run_config() -> dict:
     Lets a deployment (or a test) pick e.g. a faster training preset for automatic runs without a code change.
     """
     path = os.environ.get(RUN_CONFIG_ENV)
-    return yaml.safe_load(Path(path).read_text()) or {} if path else {}
+    return (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
 
 
 def _fingerprint(path) -> str:

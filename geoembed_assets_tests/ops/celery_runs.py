@@ -26,6 +26,15 @@ def deliver_months(landing: Path, months: list[int]) -> list[str]:
     return keys
 
 
+def prepare_instance(instance) -> None:
+    """Register the region and create the `gpu` pool's limit once, before runs start: concurrent first runs on a
+    fresh PostgreSQL instance otherwise race to insert the pool's default limit (a unique-key violation)."""
+    from geoembed_assets.partitions import region_partitions
+
+    instance.add_dynamic_partitions(region_partitions.name, ["dqd"])
+    instance.event_log_storage.set_concurrency_slots("gpu", 1)
+
+
 def partition_tags(key: str) -> dict[str, str]:
     """Run tags of a region x month partition (the dimension tags make the key a MultiPartitionKey again)."""
     month, region = key.split("|")

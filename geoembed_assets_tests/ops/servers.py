@@ -269,7 +269,7 @@ def celery_worker(name: str, queues: list[str], config_yaml: Path, env: dict[str
     """One dagster-celery worker (one task at a time) listening on `queues`."""
     cli = Path(sys.executable).with_name("dagster-celery")
     require("the dagster-celery CLI (pip install -e '.[deploy]')", cli.exists())
-    queue_args = [arg for q in queues for arg in ("-q", q)]
+    queue_args = ["-q", ",".join(queues)]  # one comma-separated -Q: celery keeps only the last of several -Q
     return subprocess.Popen(
         [str(cli), "worker", "start", "-A", "dagster_celery.app", "-y", str(config_yaml), "-n", name, *queue_args,
          "-l", "INFO", "--", "--concurrency=1", "--pool=prefork"],
@@ -284,3 +284,20 @@ def celery_worker_ready(worker: subprocess.Popen, log: Path) -> bool:
     if worker.poll() is not None:
         raise RuntimeError(f"Celery worker exited with {worker.returncode}: {log.read_text(errors='replace')[-2000:]}")
     return log.exists() and " ready." in log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def moto_s3_server(root: Path) -> Iterator[str]:
+    """moto in server mode (`moto_server`, pip package moto[server]): an S3 API on a free localhost port."""
+    binary = Path(sys.executable).with_name("moto_server")
+    require("moto_server (pip install 'moto[server]')", binary.exists())
+    port = free_port()
+    process = subprocess.Popen(
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=open(root / "moto.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: port_open(port), 60, "moto_server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)

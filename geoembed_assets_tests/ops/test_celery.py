@@ -12,9 +12,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from geoembed_assets.partitions import region_partitions
 from geoembed_assets_tests.ops import servers
-from geoembed_assets_tests.ops.celery_runs import REPO, deliver_months, run_partitions, tiny_celery_run_config
+from geoembed_assets_tests.ops.celery_runs import REPO, deliver_months, prepare_instance, run_partitions, tiny_celery_run_config
 from geoembed_assets_tests.ops.conftest import tiny_run_config
 
 GPU_STEPS = {"vae_checkpoints", "embeddings"}
@@ -37,7 +36,7 @@ def test_two_workers_run_several_partitions_with_gpu_steps_on_the_gpu_queue(
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions(region_partitions.name, ["dqd"])
+        prepare_instance(instance)
     config = REPO / "deploy" / "celery.yaml"
     logs = {"cpu": tmp_path / "worker-cpu.log", "gpu": tmp_path / "worker-gpu.log"}
     workers = [servers.celery_worker("cpu", ["dagster"], config, env, logs["cpu"], REPO),

@@ -4,7 +4,9 @@ from geoembed_assets.assets import catalog_assets, embedding_assets, landcover_a
 from geoembed_assets.console import geoembed_console
 from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import default_resources
+from geoembed_assets.schedules import retrain_and_refresh, retrain_drifting_schedule
 from geoembed_assets.sensors import landing_sensor
+from geoembed_assets.stac_sensor import StacSource, stac_sensor
 
 partitioned_assets = dg.load_assets_from_modules([embedding_assets, size_assets, landcover_assets])
 
@@ -24,9 +26,10 @@ build_catalog = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[*partitioned_assets, *dg.load_assets_from_modules([catalog_assets, report_assets])],
-    jobs=[embed_scenes, build_catalog],
-    sensors=[landing_sensor],
-    resources=default_resources(),
+    jobs=[embed_scenes, build_catalog, retrain_and_refresh],
+    schedules=[retrain_drifting_schedule],
+    sensors=[landing_sensor, stac_sensor],
+    resources={**default_resources(), "stac_source": StacSource()},
     # used only by runs whose config names it (`geoembed run`); other runs keep Dagster's default console logger
     loggers={"console": dg.colored_console_logger, "geoembed_console": geoembed_console},
 )

@@ -1,8 +1,11 @@
 """Watch the landing folder: new scenes add their region and month partitions and request one run per (region, month)."""
 
 import json
+import os
+from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from geoembed_assets.assets.config import ChipsConfig
 from geoembed_assets.core import workflow
@@ -10,6 +13,18 @@ from geoembed_assets.core.readers import open_scene
 from geoembed_assets.core.scene import SceneError
 from geoembed_assets.partitions import REGION_PRECISION, add_requests, partition_key
 from geoembed_assets.resources import GeoembedStorage
+
+
+RUN_CONFIG_ENV = "GEOEMBED_RUN_CONFIG"
+
+
+def sensor_run_config() -> dict:
+    """Run config the sensors attach to their runs: the YAML/JSON file named by $GEOEMBED_RUN_CONFIG, else none.
+
+    Lets a deployment (or a test) pick e.g. a faster training preset for automatic runs without a code change.
+    """
+    path = os.environ.get(RUN_CONFIG_ENV)
+    return (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
 
 
 def _fingerprint(path) -> str:
@@ -25,7 +40,7 @@ def _fingerprint(path) -> str:
 def landing_sensor(context: dg.SensorEvaluationContext, storage: GeoembedStorage) -> dg.SensorResult:
     seen: list[str] = json.loads(context.cursor) if context.cursor else []
     precision = ChipsConfig().precision
-    requests = []
+    requests, run_config = [], sensor_run_config()
     for entry in workflow.landing_entries(storage.landing_dir):
         fingerprint = _fingerprint(entry)
         if fingerprint in seen:
@@ -42,7 +57,9 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: GeoembedStorage
             # The scene id comes from the data, so a second delivery of the same scene maps to the same run key.
             run_key = f"{scene.scene_id}:{key}"
             if run_key not in {r.run_key for r in requests}:
-                requests.append(dg.RunRequest(run_key=run_key, partition_key=key, tags={"scene_id": scene.scene_id}))
+                requests.append(dg.RunRequest(
+                    run_key=run_key, partition_key=key, tags={"scene_id": scene.scene_id}, run_config=run_config
+                ))
     return dg.SensorResult(
         run_requests=requests,
         # the new regions and months: the UI's partitions are exactly the ones with data

@@ -39,6 +39,7 @@ class VAEConfig(dg.Config):
     ndwi_weight: float = 0.0  # inter-band metric losses added to the reconstruction loss (paper section 3.2.2)
     ndbi_weight: float = 0.0
     seed: int = 0
+    retrain: bool = False  # train a new version from the current model even when it still fits (drift schedule)
     warm_start: bool = True  # reuse / retrain from the latest model of the region (or cell) rather than from scratch
     mode: str = "multi"  # "multi": one VAE per cell; "single": one VAE per cell and band
     latent_dim_from_predictions: bool = True  # scope "cell": each cell's predicted size; else latent_dim

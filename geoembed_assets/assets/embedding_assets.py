@@ -19,6 +19,7 @@ from geoembed_assets.resources import GeoembedStorage, QualityThresholds, TorchD
 GPU_TAGS = {
     "dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}},
     "geoembed/accelerator": "cuda",
+    "dagster-celery/queue": "gpu",  # the Celery executor ignores pools: GPU steps go to workers on the `gpu` queue
 }
 
 
@@ -142,7 +143,7 @@ def vae_checkpoints(
     checkpoints = workflow.train_partition(
         geohash_chips, storage.checkpoints_dir, training, device, warm_start=config.warm_start, mode=config.mode,
         latent_dims=sizes, scope=config.scope, region=region, max_mse=target.max_mse, progress=context.log.info,
-        clusters=clusters,
+        clusters=clusters, retrain=config.retrain,
     )  # fmt: skip
     models = checkpoints.drop_duplicates("checkpoint_id")
     yield dg.Output(
@@ -207,6 +208,8 @@ def embeddings(
         "ratio_vs_uint16_chips": chip_raw / nbytes,
         "ratio_vs_uint16_chips_with_checkpoints": chip_raw / (nbytes + ckpt_bytes),
         "mode": config.mode,
+        "mean_recon_mse": float(frame["recon_mse"].mean()),
+        "mean_land_mse": float(frame.loc[frame["cover"] == "land", "recon_mse"].mean()) if (frame["cover"] == "land").any() else 0.0,
         "quality_target": f"land cells: RMSE <= {target.max_rmse} (MSE {target.max_mse:.2e}, PSNR "
         f"{target.psnr_db():.1f} dB), NDVI MAE <= {target.max_ndvi_mae}",
         "quality_by_cover": _md_table(quality_by_cover(frame)),

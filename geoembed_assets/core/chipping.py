@@ -21,6 +21,7 @@ from rasterio.windows import Window, from_bounds
 from shapely import wkt
 from shapely.geometry import box
 
+from geoembed_assets.core import cloud_mask
 from geoembed_assets.core.atomic import atomic_path
 from geoembed_assets.core.geohash_grid import CellGrid, cell_grid, cells_in_bbox
 from geoembed_assets.core.scene import Scene, SceneError
@@ -39,6 +40,7 @@ class Chip:
     band_names: tuple[str, ...]
     reflectance: np.ndarray
     coverage: float  # fraction of the cell's pixels with valid data in every band
+    cloud_fraction: float | None = None  # share of the data pixels masked as cloud (scenes with an SCL layer)
 
 
 def scene_cells(scene: Scene, precision: int) -> list[str]:
@@ -154,10 +156,17 @@ def chip_scene(scene: Scene, geohashes: list[str], size_px: int, batch: int = 8)
             sampled = _bilinear(group.stack, inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f).numpy()
             out[[position[name] for name in group.names]] = sampled[:-1]  # one copy, straight into scene order
             ok &= sampled[-1] > 0.9999
+        cloudy = None
+        if scl := cloud_mask.scl_path(scene):  # L2A with a scene classification: clouds become no data
+            cloudy, unusable = cloud_mask.cloud_and_unusable(cloud_mask.sample_scl(scl, x, y))
+            data, ok = ok, ok & ~cloudy & ~unusable
         np.copyto(out, np.float32(np.nan), where=~ok)
         for i, grid in enumerate(part):
             rows = slice(i * grid.height, (i + 1) * grid.height)
-            chips.append(Chip(grid, scene.scene_id, tuple(scene.band_names), out[:, rows], float(ok[rows].mean())))
+            clouds = None if cloudy is None else cloud_mask.cloud_fraction(cloudy[rows], data[rows])
+            if clouds is not None and clouds > cloud_mask.max_cloud_fraction(scene):
+                continue  # too cloudy to learn from (paper: 15 %)
+            chips.append(Chip(grid, scene.scene_id, tuple(scene.band_names), out[:, rows], float(ok[rows].mean()), clouds))
     return chips
 
 

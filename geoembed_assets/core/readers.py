@@ -169,6 +169,8 @@ def _resolve_href(href: str, base: Path) -> Path:
 def _open_band_folder(folder: Path, meta: dict[str, Any], *, source: Path, allowed: tuple[Path, ...]) -> Scene:
     """One raster per band; band names come from the file names (or the metadata's ``bands`` mapping)."""
     files = _folder_band_files(folder, meta.get("bands"))
+    if meta.get("scl"):  # L2A scene classification, used to mask clouds (core/cloud_mask.py)
+        meta = {**meta, "scl": str(_resolve_href(str(meta["scl"]), folder))}
     sensor = str(meta.get("sensor") or _guess_sensor(files.keys(), [p.name for p in files.values()]))
     named = {
         _normalise_band(name, sensor): (str(p), 1) for name, p in files.items() if name not in _NOT_FOR_EMBEDDING
@@ -405,7 +407,7 @@ def _assemble(
     if scene_id is None:
         scene_id = f"{sensor}_{product_type}_{when:%Y%m%dT%H%M%S}_{tile or 'x'}_{_content_hash(bands)}"
     scene_id = safe_name(scene_id, f"{label}: scene id (from sensor, product_type, tile or product name)")
-    extra = {k: meta[k] for k in ("tile", "processing_baseline") if meta.get(k) is not None}
+    extra = {k: meta[k] for k in ("tile", "processing_baseline", "scl", "max_cloud_fraction", "stac_item") if meta.get(k) is not None}
     return Scene(
         scene_id=scene_id,
         sensor=sensor,

@@ -1,0 +1,45 @@
+"""Publishing a partition's embeddings and the checkpoints that decode them to object storage (deployment)."""
+
+import os
+
+import dagster as dg
+import pandas as pd
+
+from geoembed_assets.core.object_store import publish
+from geoembed_assets.partitions import scene_partitions
+from geoembed_assets.resources import GeoembedStorage
+
+
+class ObjectStore(dg.ConfigurableResource):
+    """Where outputs are published: an fsspec URL (s3://bucket/prefix); S3-compatible servers via `endpoint_url`."""
+
+    url: str = os.environ.get("GEOEMBED_PUBLISH_URL", "")
+    endpoint_url: str | None = os.environ.get("GEOEMBED_S3_ENDPOINT_URL")
+
+    def storage_options(self) -> dict:
+        return {"client_kwargs": {"endpoint_url": self.endpoint_url}} if self.endpoint_url else {}
+
+
+@dg.asset(
+    partitions_def=scene_partitions,
+    group_name="publish",
+    kinds={"s3"},
+    deps=[dg.AssetKey("embeddings"), dg.AssetKey("vae_checkpoints")],
+    description="Copies the partition's GeoParquet embeddings and the checkpoints its rows name to the object "
+    "store, same layout as the data folder; unchanged objects are not uploaded again.",
+)
+def published_outputs(context: dg.AssetExecutionContext, storage: GeoembedStorage, object_store: ObjectStore) -> dg.MaterializeResult:
+    if not object_store.url:
+        raise ValueError("ObjectStore.url is empty: set GEOEMBED_PUBLISH_URL (e.g. s3://bucket/geoembed)")
+    keys = context.partition_key.keys_by_dimension
+    region, month = keys["region"], keys["month"]
+    files = [p for p in storage.embeddings_dir.joinpath(region).glob(f"{month}*.parquet")]
+    relative = [p.relative_to(storage.data_dir) for p in files]
+    for path in files:
+        rows = pd.read_parquet(path, columns=["geohash", "checkpoint_id"]).drop_duplicates()
+        relative += [storage.checkpoints_dir.joinpath(g, f"{c}.pt").relative_to(storage.data_dir) for g, c in rows.itertuples(index=False)]
+    written = publish(storage.data_dir, relative, object_store.url, object_store.storage_options())
+    return dg.MaterializeResult(
+        metadata={"url": object_store.url, "files": len(relative), "uploaded": len(written),
+                  "embeddings": dg.MetadataValue.json([f"{object_store.url.rstrip('/')}/{p.relative_to(storage.data_dir).as_posix()}" for p in files])}
+    )  # fmt: skip

@@ -5,6 +5,8 @@ import os
 import dagster as dg
 import pandas as pd
 
+from geoembed_assets.core.checkpoints import checkpoint_path
+
 from geoembed_assets.core.object_store import publish
 from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import GeoembedStorage
@@ -37,7 +39,7 @@ def published_outputs(context: dg.AssetExecutionContext, storage: GeoembedStorag
     relative = [p.relative_to(storage.data_dir) for p in files]
     for path in files:
         rows = pd.read_parquet(path, columns=["geohash", "checkpoint_id"]).drop_duplicates()
-        relative += [storage.checkpoints_dir.joinpath(g, f"{c}.pt").relative_to(storage.data_dir) for g, c in rows.itertuples(index=False)]
+        relative += [checkpoint_path(storage.checkpoints_dir, c).relative_to(storage.data_dir) for c in rows["checkpoint_id"].unique()]
     written = publish(storage.data_dir, relative, object_store.url, object_store.storage_options())
     return dg.MaterializeResult(
         metadata={"url": object_store.url, "files": len(relative), "uploaded": len(written),

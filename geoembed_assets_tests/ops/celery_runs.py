@@ -29,9 +29,9 @@ def deliver_months(landing: Path, months: list[int]) -> list[str]:
 def prepare_instance(instance) -> None:
     """Register the region and create the `gpu` pool's limit once, before runs start: concurrent first runs on a
     fresh PostgreSQL instance otherwise race to insert the pool's default limit (a unique-key violation)."""
-    from geoembed_assets.partitions import region_partitions
+    from geoembed_assets.partitions import partition_key, register_keys
 
-    instance.add_dynamic_partitions(region_partitions.name, ["dqd"])
+    register_keys(instance, [partition_key("dqd", f"2016-{m:02d}-01") for m in range(1, 13)])
     instance.event_log_storage.set_concurrency_slots("gpu", 1)
 
 

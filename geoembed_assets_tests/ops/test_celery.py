@@ -17,7 +17,8 @@ from geoembed_assets_tests.ops.celery_runs import REPO, deliver_months, prepare_
 from geoembed_assets_tests.ops.conftest import tiny_run_config
 
 GPU_STEPS = {"vae_checkpoints", "embeddings"}
-CPU_STEPS = {"raw_tiles", "geohash_chips", "complexity_scores", "embedding_size_calibration", "embedding_size_predictions"}
+CPU_STEPS = {"raw_tiles", "geohash_chips", "complexity_scores", "landcover_proportions", "landcover_clusters",
+             "embedding_size_calibration", "embedding_size_predictions"}
 
 
 @pytest.fixture(scope="session")

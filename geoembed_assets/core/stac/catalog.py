@@ -28,6 +28,7 @@ from geoembed_assets.core.embeddings_schema import EmbeddingsSchemaError, check_
 from geoembed_assets.core.readers import open_scene
 from geoembed_assets.core.safe_paths import inside
 from geoembed_assets.core.scene import SceneError
+from geoembed_assets.core.stac import downstream_items
 from geoembed_assets.core.stac import items as stac_items
 from geoembed_assets.core.stac.items import Built
 from geoembed_assets.core.workflow import landing_entries
@@ -61,6 +62,8 @@ register_model_family(
         stac_items.vae_items,
     )
 )
+for _fid, _title, _description in downstream_items.FAMILIES:  # issue 12: models trained on embeddings and their raw twins
+    register_model_family(ModelFamily(_fid, _title, _description, downstream_items.family_items(_fid)))
 
 
 @contextmanager

@@ -1,0 +1,77 @@
+"""Cost of a training run: wall time and peak memory (process RSS above its level at the start, sampled by a
+thread; Python-heap peak from tracemalloc; CUDA max allocated when on a GPU)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_bytes() -> int:
+    """Current resident set size (Linux /proc; elsewhere the peak so far from getrusage)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@dataclass(frozen=True)
+class Cost:
+    seconds: float
+    peak_rss_mb: float  # peak resident set above the level when the run started (torch CPU tensors included)
+    peak_python_mb: float  # tracemalloc peak (numpy and Python objects; torch's allocator is not traced)
+    peak_cuda_mb: float | None  # torch.cuda.max_memory_allocated when the run used CUDA
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"seconds": self.seconds, "peak_rss_mb": self.peak_rss_mb, "peak_python_mb": self.peak_python_mb,
+                "peak_cuda_mb": self.peak_cuda_mb}  # fmt: skip
+
+
+def measured(fn: Callable[[], T], device: str = "cpu", interval_s: float = 0.002) -> tuple[T, Cost]:
+    """Run fn() and return its result with its cost."""
+    base = rss_bytes()
+    peak = [base]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_bytes())
+            stop.wait(interval_s)
+
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    sampler = threading.Thread(target=sample, daemon=True)
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        result = fn()
+        if cuda:
+            torch.cuda.synchronize()
+    finally:
+        seconds = time.perf_counter() - start
+        stop.set()
+        sampler.join()
+        _, py_peak = tracemalloc.get_traced_memory()
+        if not tracing:
+            tracemalloc.stop()
+    peak[0] = max(peak[0], rss_bytes())
+    cuda_mb = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    return result, Cost(seconds, (peak[0] - base) / 2**20, py_peak / 2**20, cuda_mb)

@@ -148,7 +148,7 @@ def train_gan(generator: nn.Module, real: torch.Tensor, config: GANConfig, devic
             opt_g.zero_grad()
             g_loss.backward()
             opt_g.step()
-            d_sum, g_sum, batches = d_sum + float(d_loss), g_sum + float(g_loss), batches + 1
+            d_sum, g_sum, batches = d_sum + float(d_loss.detach()), g_sum + float(g_loss.detach()), batches + 1
         history.append((d_sum / max(batches, 1), g_sum / max(batches, 1)))
     return GANResult(generator.cpu().eval(), disc.cpu().eval(), history, len(history))
 

@@ -46,7 +46,8 @@ def fmt_cost_rows(label: str, costs: dict, epochs: dict, errors: dict[str, float
     e, r = costs["embeddings"], costs["raw"]
     lines = [f"\n== {label} ==", f"{'':28s}{'embeddings':>14s}{'raw':>14s}{'raw/emb':>10s}"]
     rows = [
-        ("training time (s)", e.seconds, r.seconds),
+        ("training wall time (s)", e.seconds, r.seconds),
+        ("training CPU time (s)", e.cpu_seconds, r.cpu_seconds),
         ("epochs", epochs["embeddings"], epochs["raw"]),
         ("peak RSS above start (MB)", e.peak_rss_mb, r.peak_rss_mb),
         ("peak Python heap (MB)", e.peak_python_mb, r.peak_python_mb),

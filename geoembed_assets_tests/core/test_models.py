@@ -2,6 +2,7 @@
 the baselines on a known series, masking of no data, and the real WorldCereal series through the pipeline's ingest."""
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,34 @@ def test_gan_experiment_on_real_chips(series: CellSeries) -> None:
     assert all(len(d["mean"]) == 9 and len(d["std"]) == 9 for d in out.band_distance.values())
     assert out.png.startswith(b"\x89PNG") and out.n_real == 64
     assert out.costs["embeddings"].seconds > 0 and out.results["raw"].epochs == 2
+
+
+def test_stored_models_get_valid_mlm_items(series: CellSeries, tmp_path) -> None:
+    """Both families stored beside their decoder checkpoint; the catalog validates offline and links them."""
+    import json
+
+    from geoembed_assets.core.models.downstream import run_gan, run_timeseries, split_for, store_series_vae
+    from geoembed_assets.core.models.store import load_model, model_files
+    from geoembed_assets.core.stac.catalog import write_catalog
+    from geoembed_assets.core.stac.schemas import validate_tree
+
+    small = series.subset(np.arange(6))
+    cfg = SeriesConfig(hidden=8, epochs=2, test_fraction=0.34)
+    train_cells, test_cells, heldout = split_for(small, cfg)
+    decoder = store_series_vae(tmp_path, small, train_cells, heldout, TINY_VAE)
+    ts, ts_ids = run_timeseries(tmp_path, small, decoder, cfg, train_cells, test_cells)
+    _, gan_ids = run_gan(tmp_path, small, decoder, GANConfig(noise_dim=8, width=16, epochs=1))
+    assert [p.stem for p in model_files(tmp_path, "timeseries")] == sorted(ts_ids.values())
+    reloaded = load_model(model_files(tmp_path, "timeseries")[0])
+    assert reloaded.meta["scores"]["persistence"]["mse"] == pytest.approx(ts.errors["persistence"]["mse"])
+    counts = write_catalog(tmp_path)
+    assert counts == {"vae": 1, "timeseries": 2, "gan": 2}
+    assert validate_tree(tmp_path / "catalog") == {}
+    for family, ids in (("timeseries", ts_ids), ("gan", gan_ids)):
+        for variant, model_id in ids.items():
+            item = json.loads((tmp_path / "catalog" / family / model_id / f"{model_id}.json").read_text())
+            derived = {Path(link["href"]).stem for link in item["links"] if link["rel"] == "derived_from"}
+            assert (decoder in derived) == (variant == "embeddings")
+            assert item["properties"]["geoembed:variant"] == variant
+            assert item["properties"]["start_datetime"].startswith("2020-11-01")
+            assert item["properties"]["end_datetime"].startswith("2021-10-01")

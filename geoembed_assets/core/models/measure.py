@@ -1,4 +1,4 @@
-"""Cost of a training run: wall time and peak memory (process RSS above its level at the start, sampled by a
+"""Cost of a training run: wall and CPU time and peak memory (process RSS above its level at the start, sampled by a
 thread; Python-heap peak from tracemalloc; CUDA max allocated when on a GPU)."""
 
 from __future__ import annotations
@@ -29,17 +29,18 @@ def rss_bytes() -> int:
 
 @dataclass(frozen=True)
 class Cost:
-    seconds: float
+    seconds: float  # wall clock
+    cpu_seconds: float  # CPU time of this process (threads summed): robust to a machine shared with other work
     peak_rss_mb: float  # peak resident set above the level when the run started (torch CPU tensors included)
     peak_python_mb: float  # tracemalloc peak (numpy and Python objects; torch's allocator is not traced)
     peak_cuda_mb: float | None  # torch.cuda.max_memory_allocated when the run used CUDA
 
     def to_dict(self) -> dict[str, float | None]:
-        return {"seconds": self.seconds, "peak_rss_mb": self.peak_rss_mb, "peak_python_mb": self.peak_python_mb,
+        return {"seconds": self.seconds, "cpu_seconds": self.cpu_seconds, "peak_rss_mb": self.peak_rss_mb, "peak_python_mb": self.peak_python_mb,
                 "peak_cuda_mb": self.peak_cuda_mb}  # fmt: skip
 
 
-def measured(fn: Callable[[], T], device: str = "cpu", interval_s: float = 0.002) -> tuple[T, Cost]:
+def measured(fn: Callable[[], T], device: str = "cpu", interval_s: float = 0.005) -> tuple[T, Cost]:
     """Run fn() and return its result with its cost."""
     base = rss_bytes()
     peak = [base]
@@ -60,13 +61,13 @@ def measured(fn: Callable[[], T], device: str = "cpu", interval_s: float = 0.002
         tracemalloc.start()
     tracemalloc.reset_peak()
     sampler.start()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         result = fn()
         if cuda:
             torch.cuda.synchronize()
     finally:
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         stop.set()
         sampler.join()
         _, py_peak = tracemalloc.get_traced_memory()
@@ -74,4 +75,4 @@ def measured(fn: Callable[[], T], device: str = "cpu", interval_s: float = 0.002
             tracemalloc.stop()
     peak[0] = max(peak[0], rss_bytes())
     cuda_mb = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-    return result, Cost(seconds, (peak[0] - base) / 2**20, py_peak / 2**20, cuda_mb)
+    return result, Cost(seconds, cpu_seconds, (peak[0] - base) / 2**20, py_peak / 2**20, cuda_mb)

@@ -1,4 +1,7 @@
-"""Files of the downstream models: `<data_dir>/models/<family>/<family>-<variant>-<sha256 prefix>.pt`.
+"""Files of the downstream models: `<data_dir>/checkpoints/models/<family>/<family>-<variant>-<sha256 prefix>.pt`.
+
+They sit under `checkpoints/` because the catalog only accepts model assets there; `models` cannot be a geohash
+(no "l" in base32), so the VAE checkpoints' `checkpoints/<owner>/` folders never collide with it.
 
 Like VAE checkpoints they are content-addressed, written atomically, never overwritten, and loaded with
 `weights_only=True`: the payload is a state_dict (float16) plus plain data (the constructor arguments and a meta
@@ -62,7 +65,7 @@ def save_model(data_dir: str | Path, family: str, variant: str, model: nn.Module
     torch.save(payload, buffer)
     data = buffer.getvalue()
     model_id = f"{family}-{variant}-{hashlib.sha256(data).hexdigest()[:12]}"
-    path = Path(data_dir) / "models" / family / f"{model_id}.pt"
+    path = models_dir(data_dir, family) / f"{model_id}.pt"
     if not path.exists():
         write_bytes_atomic(path, data)
     return model_id, path
@@ -82,5 +85,9 @@ def load_model(path: str | Path) -> StoredModel:
     return StoredModel(path.stem, path, payload["family"], payload["variant"], model.eval(), dict(payload["meta"]))
 
 
+def models_dir(data_dir: str | Path, family: str) -> Path:
+    return Path(data_dir) / "checkpoints" / "models" / family
+
+
 def model_files(data_dir: str | Path, family: str) -> list[Path]:
-    return sorted(Path(data_dir, "models", family).glob("*.pt"))
+    return sorted(models_dir(data_dir, family).glob("*.pt"))

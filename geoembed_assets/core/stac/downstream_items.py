@@ -1,6 +1,6 @@
 """MLM Items of the models trained on embeddings (time series, GAN) and of their raw-pixel twins.
 
-Each Item describes the model file (`models/<family>/<id>.pt`), its inputs and outputs, bands, training period
+Each Item describes the model file (`checkpoints/models/<family>/<id>.pt`), its inputs and outputs, bands, training period
 (`start/end_datetime`) and area (the union of its cells), and links `derived_from` the VAE checkpoint whose decoder
 it needs (the catalog resolves the link to that checkpoint's Item) and the scenes it was trained on.
 """
@@ -96,7 +96,7 @@ def downstream_item(path: str | Path) -> Built:
     inputs, outputs, architecture = (_timeseries_io if stored.family == "timeseries" else _gan_io)(stored)
     training = {k: v for k, v in meta["training"].items() if isinstance(v, (int, float, str, bool))}
     properties = MLModelProperties(
-        name=f"geoembed {stored.family} ({stored.variant}) {stored.model_id}",
+        name=f"geoembed {stored.family} {stored.variant} {stored.model_id}",
         architecture=architecture,
         tasks={"regression"} if stored.family == "timeseries" else {"generative"},
         framework="pytorch",
@@ -147,7 +147,7 @@ def downstream_item(path: str | Path) -> Built:
 
 
 def family_items(family: str):
-    """The catalog builder of one family: every readable model file under `models/<family>/`."""
+    """The catalog builder of one family: every readable model file under `checkpoints/models/<family>/`."""
 
     def build(data_dir: Path, problems: list[str]) -> list[Built]:
         built = []

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from geoembed_assets.assets import catalog_assets, embedding_assets, landcover_assets, report_assets, size_assets
+from geoembed_assets.assets import catalog_assets, downstream_assets, embedding_assets, landcover_assets, report_assets, size_assets
 from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import default_resources
 from geoembed_assets.sensors import landing_sensor
@@ -16,7 +16,7 @@ embed_scenes = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*partitioned_assets, *dg.load_assets_from_modules([catalog_assets, report_assets])],
+    assets=[*partitioned_assets, *dg.load_assets_from_modules([catalog_assets, report_assets, downstream_assets])],
     jobs=[embed_scenes],
     sensors=[landing_sensor],
     resources=default_resources(),

@@ -71,12 +71,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--gan-epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--latent-loss", default="uniform", choices=["decoder", "uniform"])
+    ap.add_argument("--only", default="both", choices=["both", "series", "gan"])
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     series = load_series(worldcereal_paths(args.data_dir), args.precision, args.size_px)
-    s_cfg = SeriesConfig(epochs=args.series_epochs, seed=args.seed)
+    s_cfg = SeriesConfig(epochs=args.series_epochs, seed=args.seed, latent_loss=args.latent_loss)
     train_cells, test_cells = split_cells(len(series.geohashes), s_cfg.test_fraction, s_cfg.seed)
     heldout = [series.date_index(d) for d in s_cfg.holdout_dates]
     v_cfg = TrainingConfig(patch_size=args.size_px, max_steps=args.vae_steps, max_epochs=400, seed=args.seed)
@@ -86,7 +88,19 @@ def main(argv: list[str] | None = None) -> dict:
     vae = train_series_vae(series, train_cells, heldout, v_cfg, args.device)
     print(f"shared VAE: {vae.epochs} epochs, train MSE {vae.train_mse:.3g}, holdout MSE {vae.holdout_mse:.3g}", flush=True)
 
-    ts = run_series_experiment(series, vae.model, vae.normalizer, s_cfg, train_cells, test_cells, args.device)
+    out: dict = {"config": {"series": asdict(s_cfg), "vae": asdict(replace(v_cfg)), "device": args.device}}
+    if args.only in ("both", "series"):
+        out["series"] = series_table(series, vae, s_cfg, train_cells, test_cells, args.device)
+    if args.only in ("both", "gan"):
+        out["gan"] = gan_table(series, vae, GANConfig(epochs=args.gan_epochs, seed=args.seed), args.device)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+    return out
+
+
+def series_table(series, vae, s_cfg: SeriesConfig, train_cells, test_cells, device: str) -> dict:
+    """Train and score both ConvLSTMs; print their table."""
+    ts = run_series_experiment(series, vae.model, vae.normalizer, s_cfg, train_cells, test_cells, device)
     lines = [f"\nTime series (Tables 5-6): window {s_cfg.window}, {ts.n_train} training windows, {ts.n_test} test "
              f"(cell, date) pairs, held-back dates {ts.test_dates}; input shapes {ts.shapes}"]  # fmt: skip
     lines += fmt_cost_rows("ConvLSTM: embeddings vs raw", ts.costs, ts.epochs, {k: ts.errors[k]["mse"] for k in ("embeddings", "raw")}, "test MSE (reflectance)")
@@ -94,12 +108,17 @@ def main(argv: list[str] | None = None) -> dict:
     for method, err in ts.errors.items():
         lines.append(f"{method:22s}{err['mse']:>12.3e}{err['mae']:>12.3e}{ratio(err['mse'], ts.errors['raw']['mse']):>11s}")
     print("\n".join(lines), flush=True)
+    return {"errors": ts.errors, "costs": {k: v.to_dict() for k, v in ts.costs.items()}, "epochs": ts.epochs,
+            "n_train": ts.n_train, "n_test": ts.n_test, "test_dates": ts.test_dates, "shapes": ts.shapes}  # fmt: skip
 
+
+def gan_table(series, vae, g_cfg: GANConfig, device: str) -> dict:
+    """Train and score both GANs; print their table."""
     usable = series.has_data
     chips = series.cube[:, usable].reshape(-1, *series.cube.shape[2:])
-    latents = encode_series(vae.model, vae.normalizer, series.cube, usable)[:, usable].reshape(len(chips), -1, *ts.shapes["embeddings"][-2:])
-    g_cfg = GANConfig(epochs=args.gan_epochs, seed=args.seed)
-    gan = run_gan_experiment(chips, latents, vae.model, vae.normalizer, series.bands, series.sensor, g_cfg, args.device)
+    latents = encode_series(vae.model, vae.normalizer, series.cube, usable)[:, usable]
+    latents = latents.reshape(len(chips), *latents.shape[2:])
+    gan = run_gan_experiment(chips, latents, vae.model, vae.normalizer, series.bands, series.sensor, g_cfg, device)
     lines = [f"\nGAN (Table 4): {gan.n_real} real chips, {g_cfg.epochs} epochs"]
     lines += fmt_cost_rows("GAN: embeddings vs raw", gan.costs, {k: v.epochs for k, v in gan.results.items()}, gan.bce, "BCE 'real' via raw D")
     lines.append(f"raw discriminator BCE on real chips {gan.bce_real_chips:.3f}; BCE ratio embeddings/raw {gan.bce_ratio:.3f}")
@@ -107,17 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
         lines.append(f"{method:12s} |mean| per band {np.round(dist['mean'], 4).tolist()}")
         lines.append(f"{'':12s} |std|  per band {np.round(dist['std'], 4).tolist()}")
     print("\n".join(lines), flush=True)
-
-    out = {
-        "series": {"errors": ts.errors, "costs": {k: v.to_dict() for k, v in ts.costs.items()}, "epochs": ts.epochs,
-                   "n_train": ts.n_train, "n_test": ts.n_test, "test_dates": ts.test_dates, "shapes": ts.shapes},
-        "gan": {"costs": {k: v.to_dict() for k, v in gan.costs.items()}, "bce": gan.bce, "bce_ratio": gan.bce_ratio,
-                "bce_real_chips": gan.bce_real_chips, "band_distance": gan.band_distance},
-        "config": {"series": asdict(s_cfg), "gan": asdict(g_cfg), "vae": asdict(replace(v_cfg)), "device": args.device},
-    }  # fmt: skip
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
-    return out
+    return {"costs": {k: v.to_dict() for k, v in gan.costs.items()}, "bce": gan.bce, "bce_ratio": gan.bce_ratio,
+            "bce_real_chips": gan.bce_real_chips, "band_distance": gan.band_distance, "config": asdict(g_cfg)}  # fmt: skip
 
 
 if __name__ == "__main__":

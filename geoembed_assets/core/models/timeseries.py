@@ -41,6 +41,7 @@ class SeriesConfig:
     seed: int = 0
     holdout_dates: tuple[str, ...] = ("2021-05", "2021-08")  # ISO prefixes of the dates held back
     test_fraction: float = 0.3  # share of cells held back (their held-back dates are the test set)
+    latent_loss: str = "uniform"  # "uniform": MSE of standardised latents; "decoder": weighted by the decoder's response
 
 
 class ConvLSTMCell(nn.Module):
@@ -126,8 +127,12 @@ def fit_convlstm(
     masks: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
     device: str = "cpu",
+    projection: torch.Tensor | None = None,
 ) -> FitResult:
-    """Seeded training of a ConvLSTM on (N, T, C, H, W) -> (N, C, H, W) by masked, band-weighted MSE."""
+    """Seeded training of a ConvLSTM on (N, T, C, H, W) -> (N, C, H, W) by masked, band-weighted MSE.
+
+    `projection` (K, C) maps the error before squaring (the decoder's linearised response for latents), so the
+    loss is the reflectance error the prediction would cause, at the cost of a C x K product per position."""
     seed_everything(config.seed)
     model = ConvLSTM(inputs.shape[2], config.hidden, config.kernel).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -135,6 +140,7 @@ def fit_convlstm(
     x_all, y_all = inputs.to(device), targets.to(device)
     m_all = masks.to(device).float() if masks is not None else None
     w = weights.to(device) if weights is not None else None
+    proj = projection.to(device) if projection is not None else None
     history = []
     for epoch in range(config.epochs):
         for group in optimizer.param_groups:
@@ -143,7 +149,10 @@ def fit_convlstm(
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
-            sq = (model(x_all[idx]) - y_all[idx]) ** 2
+            diff = model(x_all[idx]) - y_all[idx]
+            if proj is not None:
+                diff = torch.einsum("kc,nchw->nkhw", proj, diff)
+            sq = diff**2
             if w is not None:
                 sq = sq * w
             if m_all is not None:
@@ -196,6 +205,22 @@ def decode_latents(model: nn.Module, normalizer: Normalizer, z: np.ndarray, shap
     model.eval()
     out = normalizer.inverse(model.decode(torch.from_numpy(np.ascontiguousarray(z, np.float32))))
     return out[:, :, : shape[0], : shape[1]].numpy()
+
+
+@torch.no_grad()
+def decoder_response(model: nn.Module, normalizer: Normalizer, z_mean: np.ndarray, z_std: np.ndarray, eps: float = 0.1) -> torch.Tensor:
+    """(B, C) mean reflectance change of each band per unit change of each standardised latent channel, by finite
+    differences around the mean latent grid (the decoder linearised; used to weight the latent loss)."""
+    model.eval()
+    c = len(z_mean)
+    base = torch.from_numpy(np.broadcast_to(np.asarray(z_mean, np.float32)[:, None, None], (c, 4, 4)).copy())[None]
+    ref = normalizer.inverse(model.decode(base))
+    cols = []
+    for k in range(c):
+        step = base.clone()
+        step[0, k] += eps * float(z_std[k])
+        cols.append(((normalizer.inverse(model.decode(step)) - ref) / eps).mean(dim=(0, 2, 3)))
+    return torch.stack(cols, dim=1)
 
 
 @dataclass
@@ -272,7 +297,15 @@ def run_series_experiment(
     raw_m = torch.from_numpy(np.stack([mask_raw[i, t].numpy() for i, _, t in train_pairs]))
     weights = normalizer.band_weights("reflectance")
 
-    emb_fit, emb_cost = measured(lambda: fit_convlstm(emb_x.float(), emb_y.float(), config, device=device), device)
+    projection = None
+    if config.latent_loss == "decoder":
+        response = decoder_response(vae, normalizer, np.ravel(z_mean), np.ravel(z_std))
+        projection = response / response.pow(2).sum(0).mean().sqrt()  # unit scale: the learning rate stays comparable
+    elif config.latent_loss != "uniform":
+        raise ValueError(f"latent_loss must be 'decoder' or 'uniform', got {config.latent_loss!r}")
+    emb_fit, emb_cost = measured(
+        lambda: fit_convlstm(emb_x.float(), emb_y.float(), config, device=device, projection=projection), device
+    )
     raw_fit, raw_cost = measured(
         lambda: fit_convlstm(raw_x.float(), raw_y.float(), config, masks=raw_m, weights=weights, device=device), device
     )

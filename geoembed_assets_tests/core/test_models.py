@@ -207,3 +207,23 @@ def test_stored_models_get_valid_mlm_items(series: CellSeries, tmp_path) -> None
             assert item["properties"]["geoembed:variant"] == variant
             assert item["properties"]["start_datetime"].startswith("2020-11-01")
             assert item["properties"]["end_datetime"].startswith("2021-10-01")
+
+
+def test_decoder_response_is_the_linear_map() -> None:
+    """A decoder that is exactly linear (1x1 conv, no residual path): the response is its weight times the z-score."""
+    from geoembed_assets.core.models.timeseries import decoder_response
+    from geoembed_assets.core.training import Normalizer
+
+    class Linear1x1(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 3, 1)
+
+        def decode(self, z: torch.Tensor) -> torch.Tensor:
+            return self.conv(z)
+
+    model = Linear1x1()
+    norm = Normalizer(np.zeros(3, np.float32), np.array([1.0, 2.0, 0.5], np.float32))
+    response = decoder_response(model, norm, np.array([0.3, -0.1]), np.array([2.0, 0.5]))
+    expected = model.conv.weight[:, :, 0, 0].detach() * torch.tensor([2.0, 0.5])[None] * torch.tensor([1.0, 2.0, 0.5])[:, None]
+    torch.testing.assert_close(response, expected, rtol=1e-4, atol=1e-5)

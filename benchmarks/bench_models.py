@@ -7,7 +7,7 @@ Real data: the twelve WorldCereal monthly L2A composites (../shared/data/worldce
 pipeline's ingest (open_scene -> scene_cells -> chip_scene) at geohash precision 7 (16 px chips), and one shared
 spatial VAE trained with `train_cell_vae` on the series' chips (the test cells' held-back dates excluded).
 For each family, the embeddings model and its raw twin: training seconds, epochs, peak memory (RSS above the start
-of the run; CUDA max allocated on a GPU) and test error, with ratios raw / embeddings (> 1: embeddings cheaper or
+of the run, each fit in a fresh spawned process; CUDA max allocated on a GPU) and test error, with ratios raw / embeddings (> 1: embeddings cheaper or
 better).
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -70,12 +71,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--series-epochs", type=int, default=60)
     ap.add_argument("--gan-epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)  # torch threads, also in the spawned training processes
     ap.add_argument("--latent-loss", default="uniform", choices=["decoder", "uniform"])
     ap.add_argument("--only", default="both", choices=["both", "series", "gan"])
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    os.environ["GEOEMBED_BENCH_THREADS"] = str(args.threads)
 
     series = load_series(worldcereal_paths(args.data_dir), args.precision, args.size_px)
     s_cfg = SeriesConfig(epochs=args.series_epochs, seed=args.seed, latent_loss=args.latent_loss)
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def series_table(series, vae, s_cfg: SeriesConfig, train_cells, test_cells, device: str) -> dict:
     """Train and score both ConvLSTMs; print their table."""
-    ts = run_series_experiment(series, vae.model, vae.normalizer, s_cfg, train_cells, test_cells, device)
+    ts = run_series_experiment(series, vae.model, vae.normalizer, s_cfg, train_cells, test_cells, device, isolate=True)
     lines = [f"\nTime series (Tables 5-6): window {s_cfg.window}, {ts.n_train} training windows, {ts.n_test} test "
              f"(cell, date) pairs, held-back dates {ts.test_dates}; input shapes {ts.shapes}"]  # fmt: skip
     lines += fmt_cost_rows("ConvLSTM: embeddings vs raw", ts.costs, ts.epochs, {k: ts.errors[k]["mse"] for k in ("embeddings", "raw")}, "test MSE (reflectance)")
@@ -118,7 +120,7 @@ def gan_table(series, vae, g_cfg: GANConfig, device: str) -> dict:
     chips = series.cube[:, usable].reshape(-1, *series.cube.shape[2:])
     latents = encode_series(vae.model, vae.normalizer, series.cube, usable)[:, usable]
     latents = latents.reshape(len(chips), *latents.shape[2:])
-    gan = run_gan_experiment(chips, latents, vae.model, vae.normalizer, series.bands, series.sensor, g_cfg, device)
+    gan = run_gan_experiment(chips, latents, vae.model, vae.normalizer, series.bands, series.sensor, g_cfg, device, isolate=True)
     lines = [f"\nGAN (Table 4): {gan.n_real} real chips, {g_cfg.epochs} epochs"]
     lines += fmt_cost_rows("GAN: embeddings vs raw", gan.costs, {k: v.epochs for k, v in gan.results.items()}, gan.bce, "BCE 'real' via raw D")
     lines.append(f"raw discriminator BCE on real chips {gan.bce_real_chips:.3f}; BCE ratio embeddings/raw {gan.bce_ratio:.3f}")

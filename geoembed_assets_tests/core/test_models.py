@@ -227,3 +227,12 @@ def test_decoder_response_is_the_linear_map() -> None:
     response = decoder_response(model, norm, np.array([0.3, -0.1]), np.array([2.0, 0.5]))
     expected = model.conv.weight[:, :, 0, 0].detach() * torch.tensor([2.0, 0.5])[None] * torch.tensor([1.0, 2.0, 0.5])[:, None]
     torch.testing.assert_close(response, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_measured_isolated_sees_a_fresh_peak() -> None:
+    """In a spawned process an 8 MB allocation shows as RSS, whatever this process freed before."""
+    from geoembed_assets.core.models.measure import measured_isolated
+
+    array, cost = measured_isolated(np.ones, (1024, 1024))
+    assert array.shape == (1024, 1024) and array.sum() == 1024 * 1024
+    assert 7.5 < cost.peak_rss_mb < 64 and cost.cpu_seconds >= 0

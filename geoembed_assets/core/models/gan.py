@@ -220,13 +220,14 @@ def run_gan_experiment(
     config: GANConfig,
     device: str = "cpu",
     n_eval: int = 256,
+    isolate: bool = False,
 ) -> GANComparison:
     """Train the embedding GAN and the raw DCGAN on the same real chips (N, B, H, W reflectance, no NaN) and score them.
 
     `latents` are the chips' stored embeddings (N, C, h, w); only their per-channel mean/std are used, to put the
     latent generator's output on the decoder's scale.
     """
-    from geoembed_assets.core.models.measure import measured
+    from geoembed_assets.core.models.measure import measured, measured_isolated
 
     if np.isnan(chips).any():
         raise ValueError("GAN training chips must be fully valid (no NaN)")
@@ -236,8 +237,12 @@ def run_gan_experiment(
     seed_everything(config.seed)
     emb_gen = DecodedGenerator(LatentGenerator(config.noise_dim, (c, h, w), config.width, z_mean, z_std), vae)
     raw_gen = RawGenerator(config.noise_dim, chips.shape[1], chips.shape[-1], config.width)
-    emb, emb_cost = measured(lambda: train_gan(emb_gen, real, config, device), device)
-    raw, raw_cost = measured(lambda: train_gan(raw_gen, real, config, device), device)
+    if isolate:  # fresh processes: peak memory not hidden by memory an earlier run freed
+        emb, emb_cost = measured_isolated(train_gan, emb_gen, real, config, device, device=device)
+        raw, raw_cost = measured_isolated(train_gan, raw_gen, real, config, device, device=device)
+    else:
+        emb, emb_cost = measured(lambda: train_gan(emb_gen, real, config, device), device)
+        raw, raw_cost = measured(lambda: train_gan(raw_gen, real, config, device), device)
     fakes = {
         "embeddings": sample(emb.generator, n_eval, config.noise_dim, config.seed + 1),
         "raw": sample(raw.generator, n_eval, config.noise_dim, config.seed + 1),

@@ -76,3 +76,23 @@ def measured(fn: Callable[[], T], device: str = "cpu", interval_s: float = 0.005
     peak[0] = max(peak[0], rss_bytes())
     cuda_mb = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     return result, Cost(seconds, cpu_seconds, (peak[0] - base) / 2**20, py_peak / 2**20, cuda_mb)
+
+
+def _isolated_call(fn: Callable[..., T], args: tuple, kwargs: dict, device: str) -> tuple[T, Cost]:
+    """Child side of `measured_isolated`: the fit's cost, its RSS peak from the kernel's lifetime maximum."""
+    torch.set_num_threads(int(os.environ.get("GEOEMBED_BENCH_THREADS", "1")))
+    base = rss_bytes()
+    result, cost = measured(lambda: fn(*args, **kwargs), device)
+    lifetime_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    peak_mb = max(cost.peak_rss_mb, (lifetime_peak - base) / 2**20)
+    return result, Cost(cost.seconds, cost.cpu_seconds, peak_mb, cost.peak_python_mb, cost.peak_cuda_mb)
+
+
+def measured_isolated(fn: Callable[..., T], *args, device: str = "cpu", **kwargs) -> tuple[T, Cost]:
+    """fn(*args, **kwargs) in a fresh spawned process, so that no memory freed by an earlier run (kept by the
+    allocator) hides this run's peak; fn and its arguments must pickle. Start-up is not counted."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_isolated_call, fn, args, kwargs, device).result()

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from geoembed_assets.core.codec import encode_chip
-from geoembed_assets.core.models.measure import Cost, measured
+from geoembed_assets.core.models.measure import Cost, measured, measured_isolated
 from geoembed_assets.core.models.series import CellSeries
 from geoembed_assets.core.patches import concat_patches, cut_patches
 from geoembed_assets.core.training import Normalizer, TrainingConfig, seed_everything, train_cell_vae
@@ -255,6 +255,7 @@ def run_series_experiment(
     train_cells: np.ndarray,
     test_cells: np.ndarray,
     device: str = "cpu",
+    isolate: bool = False,
 ) -> SeriesResult:
     """Train both ConvLSTMs on the training cells and score them and the baselines on the test cells' held-back dates."""
     cube, usable = series.cube, series.has_data
@@ -303,12 +304,18 @@ def run_series_experiment(
         projection = response / response.pow(2).sum(0).mean().sqrt()  # unit scale: the learning rate stays comparable
     elif config.latent_loss != "uniform":
         raise ValueError(f"latent_loss must be 'decoder' or 'uniform', got {config.latent_loss!r}")
-    emb_fit, emb_cost = measured(
-        lambda: fit_convlstm(emb_x.float(), emb_y.float(), config, device=device, projection=projection), device
-    )
-    raw_fit, raw_cost = measured(
-        lambda: fit_convlstm(raw_x.float(), raw_y.float(), config, masks=raw_m, weights=weights, device=device), device
-    )
+    if isolate:  # each fit in a fresh process: its peak memory is not hidden by memory an earlier run freed
+        emb_fit, emb_cost = measured_isolated(fit_convlstm, emb_x.float(), emb_y.float(), config, device=device, projection=projection)
+        raw_fit, raw_cost = measured_isolated(
+            fit_convlstm, raw_x.float(), raw_y.float(), config, masks=raw_m, weights=weights, device=device
+        )
+    else:
+        emb_fit, emb_cost = measured(
+            lambda: fit_convlstm(emb_x.float(), emb_y.float(), config, device=device, projection=projection), device
+        )
+        raw_fit, raw_cost = measured(
+            lambda: fit_convlstm(raw_x.float(), raw_y.float(), config, masks=raw_m, weights=weights, device=device), device
+        )
 
     with torch.no_grad():
         z_pred = emb_fit.model(stack(z_norm, test_pairs, True).float()).numpy() * z_std + z_mean

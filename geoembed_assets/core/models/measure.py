@@ -78,13 +78,36 @@ def measured(fn: Callable[[], T], device: str = "cpu", interval_s: float = 0.005
     return result, Cost(seconds, cpu_seconds, (peak[0] - base) / 2**20, py_peak / 2**20, cuda_mb)
 
 
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak RSS of this process (Linux: "5" to /proc/self/clear_refs); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes() -> int | None:
+    """VmHWM (peak resident set since the last reset) from /proc/self/status."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _isolated_call(fn: Callable[..., T], args: tuple, kwargs: dict, device: str) -> tuple[T, Cost]:
-    """Child side of `measured_isolated`: the fit's cost, its RSS peak from the kernel's lifetime maximum."""
+    """Child side of `measured_isolated`: the fit's cost, its RSS peak from the kernel (VmHWM reset before the fit)."""
     torch.set_num_threads(int(os.environ.get("GEOEMBED_BENCH_THREADS", "1")))
+    reset = _reset_peak_rss()
     base = rss_bytes()
     result, cost = measured(lambda: fn(*args, **kwargs), device)
-    lifetime_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    peak_mb = max(cost.peak_rss_mb, (lifetime_peak - base) / 2**20)
+    kernel_peak = _peak_rss_bytes() if reset else None
+    peak_mb = max(cost.peak_rss_mb, (kernel_peak - base) / 2**20) if kernel_peak else cost.peak_rss_mb
     return result, Cost(cost.seconds, cost.cpu_seconds, peak_mb, cost.peak_python_mb, cost.peak_cuda_mb)
 
 

@@ -207,6 +207,15 @@ def test_stored_models_get_valid_mlm_items(series: CellSeries, tmp_path) -> None
             assert item["properties"]["geoembed:variant"] == variant
             assert item["properties"]["start_datetime"].startswith("2020-11-01")
             assert item["properties"]["end_datetime"].startswith("2021-10-01")
+    # Once embeddings exist, only checkpoints in use are listed: a downstream model's decoder is in use.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from geoembed_assets.core.stac.items import vae_items
+
+    (tmp_path / "embeddings" / "u1").mkdir(parents=True)
+    pq.write_table(pa.table({"checkpoint_id": ["u1-0123456789ab"]}), tmp_path / "embeddings" / "u1" / "2021-01.parquet")
+    assert [b.item.id for b in vae_items(tmp_path)] == [decoder]
 
 
 def test_decoder_response_is_the_linear_map() -> None:

@@ -91,3 +91,18 @@ def models_dir(data_dir: str | Path, family: str) -> Path:
 
 def model_files(data_dir: str | Path, family: str) -> list[Path]:
     return sorted(models_dir(data_dir, family).glob("*.pt"))
+
+
+def decoders_in_use(data_dir: str | Path) -> set[str]:
+    """Checkpoint ids whose decoder a stored downstream model needs (unreadable model files are skipped here;
+    the catalog reports them)."""
+    used = set()
+    for family in FAMILIES:
+        for path in model_files(data_dir, family):
+            try:
+                decoder = torch.load(path, map_location="cpu", weights_only=True)["meta"].get("decoder")
+            except Exception:  # noqa: BLE001 - reported by the catalog's model Items
+                continue
+            if decoder:
+                used.add(str(decoder))
+    return used

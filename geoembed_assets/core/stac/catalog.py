@@ -160,7 +160,7 @@ def build_catalog_object(data_dir: str | Path, problems: list[str] | None = None
 def _describe_embeddings(collection: pystac.Collection, paths: list[Path], catalog: pystac.Catalog) -> None:
     """emb Collection fields and its required emb:model / emb:source-data links (to the model and scene Collections)."""
     fields = stac_items.embedding_collection_fields(paths)
-    models = [catalog.get_child(fid) for fid in MODEL_FAMILIES]
+    models = [catalog.get_child(fid) for fid in MODEL_FAMILIES if fid not in downstream_items.FAMILY_IDS]  # encoders only
     sources = catalog.get_child(stac_items.SCENES_COLLECTION)
     models = [m for m in models if m is not None]
     if not fields or not models or sources is None:

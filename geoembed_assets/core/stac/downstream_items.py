@@ -168,3 +168,4 @@ FAMILIES = (
     ("gan", "Generators of chips",
      "GAN generators: of latent grids decoded by a frozen VAE decoder, and a raw DCGAN twin."),
 )  # fmt: skip
+FAMILY_IDS = frozenset(fid for fid, _, _ in FAMILIES)  # they consume embeddings; none of them makes any

@@ -1,6 +1,8 @@
 import dagster as dg
 
-from geoembed_assets.assets import catalog_assets, embedding_assets, landcover_assets, report_assets, size_assets
+from geoembed_assets.assets import (
+    catalog_assets, downstream_assets, embedding_assets, landcover_assets, report_assets, size_assets,
+)
 from geoembed_assets.console import geoembed_console
 from geoembed_assets.partitions import scene_partitions
 from geoembed_assets.resources import default_resources
@@ -25,7 +27,7 @@ build_catalog = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*partitioned_assets, *dg.load_assets_from_modules([catalog_assets, report_assets])],
+    assets=[*partitioned_assets, *dg.load_assets_from_modules([catalog_assets, report_assets, downstream_assets])],
     jobs=[embed_scenes, build_catalog, retrain_and_refresh],
     schedules=[retrain_drifting_schedule],
     sensors=[landing_sensor, stac_sensor],

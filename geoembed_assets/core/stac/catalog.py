@@ -28,6 +28,7 @@ from geoembed_assets.core.embeddings_schema import EmbeddingsSchemaError, check_
 from geoembed_assets.core.readers import open_scene
 from geoembed_assets.core.safe_paths import inside
 from geoembed_assets.core.scene import SceneError
+from geoembed_assets.core.stac import downstream_items
 from geoembed_assets.core.stac import items as stac_items
 from geoembed_assets.core.stac.items import Built
 from geoembed_assets.core.workflow import landing_entries
@@ -61,6 +62,8 @@ register_model_family(
         stac_items.vae_items,
     )
 )
+for _fid, _title, _description in downstream_items.FAMILIES:  # issue 12: models trained on embeddings and their raw twins
+    register_model_family(ModelFamily(_fid, _title, _description, downstream_items.family_items(_fid)))
 
 
 @contextmanager
@@ -157,7 +160,7 @@ def build_catalog_object(data_dir: str | Path, problems: list[str] | None = None
 def _describe_embeddings(collection: pystac.Collection, paths: list[Path], catalog: pystac.Catalog) -> None:
     """emb Collection fields and its required emb:model / emb:source-data links (to the model and scene Collections)."""
     fields = stac_items.embedding_collection_fields(paths)
-    models = [catalog.get_child(fid) for fid in MODEL_FAMILIES]
+    models = [catalog.get_child(fid) for fid in MODEL_FAMILIES if fid not in downstream_items.FAMILY_IDS]  # encoders only
     sources = catalog.get_child(stac_items.SCENES_COLLECTION)
     models = [m for m in models if m is not None]
     if not fields or not models or sources is None:

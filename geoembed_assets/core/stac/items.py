@@ -306,7 +306,8 @@ def model_thumbnail(ckpt_path: Path) -> Path | None:
 
 
 def models_in_use(data_dir: str | Path) -> set[str] | None:
-    """Checkpoint ids that decode at least one embedding row (old versions included); None without embeddings.
+    """Checkpoint ids that decode at least one embedding row (old versions included) or whose decoder a downstream
+    model (time series, GAN) uses; None without embeddings.
     Unreadable embeddings files are skipped here (the catalog reports them)."""
     files = sorted(Path(data_dir, "embeddings").glob("*/*.parquet"))
     if not files:
@@ -317,7 +318,9 @@ def models_in_use(data_dir: str | Path) -> set[str] | None:
             used |= set(pq.read_table(f, columns=["checkpoint_id"]).column("checkpoint_id").to_pylist())
         except Exception:  # noqa: BLE001 - reported by the embeddings items
             continue
-    return used
+    from geoembed_assets.core.models.store import decoders_in_use  # issue 12: decoders of downstream models
+
+    return used | decoders_in_use(data_dir)
 
 
 def vae_items(data_dir: str | Path, problems: list[str] | None = None) -> list[Built]:

@@ -1,0 +1,144 @@
+"""Models trained on embeddings (issue 12), each beside its raw-pixel twin: the missing-date ConvLSTM and the
+embedding GAN. Thin wrappers over `core/models/`; not part of the `embed_scenes` job (materialize them on their own).
+
+The series is a multi-date delivery folder (default: the shared WorldCereal monthly sample) read through the
+pipeline's ingest at a fine geohash precision; its shared VAE is an ordinary checkpoint, so the catalog lists it
+and the downstream models' Items link `derived_from` it.
+"""
+
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from geoembed_assets.core.models.downstream import run_gan, run_timeseries, split_for, store_series_vae
+from geoembed_assets.core.models.gan import GANConfig
+from geoembed_assets.core.models.series import CellSeries, WORLDCEREAL_DIR, load_series, worldcereal_paths
+from geoembed_assets.core.models.timeseries import SeriesConfig
+from geoembed_assets.core.previews import markdown_image
+from geoembed_assets.core.training import TrainingConfig
+from geoembed_assets.resources import GeoembedStorage, TorchDevice
+
+ROOTS_ENV = "GEOEMBED_SERIES_ROOTS"  # os.pathsep-separated folders a series may be read from, besides the data dir
+
+
+class SeriesSource(dg.Config):
+    series_dir: str = ""  # a folder of one GeoTIFF per date (S2L2A_*.tif); "" = the shared WorldCereal sample
+    precision: int = 7  # geohash precision of the cells (7: ~100 m x 150 m, fits the sample's 1 km)
+    size_px: int = 16
+    max_cells: int = 0  # 0: every fully covered cell
+    vae_steps: int = 300
+    window: int = 2
+    hidden: int = 32
+    series_epochs: int = 60
+    gan_epochs: int = 40
+    holdout_dates: list[str] = ["2021-05", "2021-08"]
+    test_fraction: float = 0.3
+    seed: int = 0
+
+
+def _series(config: SeriesSource, data_dir: str) -> CellSeries:
+    folder = Path(config.series_dir).expanduser().resolve() if config.series_dir else WORLDCEREAL_DIR.resolve()
+    roots = [Path(data_dir).resolve(), WORLDCEREAL_DIR.resolve()]
+    roots += [Path(r).resolve() for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r]
+    if not any(folder.is_relative_to(r) for r in roots):
+        raise dg.Failure(f"series folder {folder} is outside the allowed roots {[str(r) for r in roots]} (set ${ROOTS_ENV})")
+    paths = worldcereal_paths(folder)
+    if not paths:
+        raise dg.Failure(f"series folder {folder} holds no S2L2A_*.tif")
+    return load_series(paths, config.precision, config.size_px, config.max_cells or None)
+
+
+def _series_config(config: SeriesSource) -> SeriesConfig:
+    return SeriesConfig(window=config.window, hidden=config.hidden, epochs=config.series_epochs, seed=config.seed,
+                        holdout_dates=tuple(config.holdout_dates), test_fraction=config.test_fraction)  # fmt: skip
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else float("nan")
+
+
+@dg.asset(
+    group_name="downstream",
+    kinds={"pytorch"},
+    description="The shared spatial VAE of a multi-date series (trained with train_cell_vae on every chip except the "
+    "test cells' held-back dates), stored as a checkpoint: the frozen decoder of both downstream models.",
+)
+def series_decoder(context: dg.AssetExecutionContext, config: SeriesSource, storage: GeoembedStorage, torch_device: TorchDevice) -> str:
+    series = _series(config, storage.data_dir)
+    train_cells, _, heldout = split_for(series, _series_config(config))
+    vae_config = TrainingConfig(patch_size=config.size_px, max_steps=config.vae_steps, max_epochs=400, seed=config.seed)
+    checkpoint_id = store_series_vae(storage.data_dir, series, train_cells, heldout, vae_config, torch_device.device())
+    context.add_output_metadata({"checkpoint_id": checkpoint_id, "cells": len(series.geohashes),
+                                 "dates_with_data": int(series.has_data.sum()), "dates": len(series.dates)})  # fmt: skip
+    return checkpoint_id
+
+
+@dg.asset(
+    group_name="downstream",
+    kinds={"pytorch"},
+    description="Missing-date ConvLSTM on embeddings (decoded by the frozen series decoder) and its raw twin, scored "
+    "on held-back dates of unseen cells against persistence and linear interpolation (per-pixel MSE/MAE, no data "
+    "masked); training time, epochs and peak memory of both.",
+)
+def timeseries_models(
+    context: dg.AssetExecutionContext, config: SeriesSource, storage: GeoembedStorage, torch_device: TorchDevice, series_decoder: str
+) -> dict:
+    series = _series(config, storage.data_dir)
+    s_cfg = _series_config(config)
+    train_cells, test_cells, _ = split_for(series, s_cfg)
+    result, ids = run_timeseries(storage.data_dir, series, series_decoder, s_cfg, train_cells, test_cells, torch_device.device())
+    errors = pd.DataFrame([{"method": k, **v} for k, v in result.errors.items()])
+    e, r = result.costs["embeddings"], result.costs["raw"]
+    summary = {
+        "test_mse": {k: v["mse"] for k, v in result.errors.items()},
+        "mse_ratio_embeddings_over_raw": _ratio(result.errors["embeddings"]["mse"], result.errors["raw"]["mse"]),
+        "cpu_time_ratio_raw_over_embeddings": _ratio(r.cpu_seconds, e.cpu_seconds),
+        "peak_rss_ratio_raw_over_embeddings": _ratio(r.peak_rss_mb, e.peak_rss_mb),
+        "model_ids": ids,
+    }
+    costs = pd.DataFrame([{"model": k, "epochs": result.epochs[k], **v.to_dict()} for k, v in result.costs.items()])
+    context.add_output_metadata({
+        "errors": dg.MetadataValue.md(errors.to_markdown(index=False, floatfmt=".3e")),
+        "costs": dg.MetadataValue.md(costs.to_markdown(index=False, floatfmt=".3g")),
+        "summary": dg.MetadataValue.json(summary),
+        "n_train_windows": result.n_train, "n_test": result.n_test, "test_dates": dg.MetadataValue.json(result.test_dates),
+    })  # fmt: skip
+    return summary
+
+
+@dg.asset(
+    group_name="downstream",
+    kinds={"pytorch"},
+    description="Embedding GAN (latent-grid generator + frozen series decoder) and its raw DCGAN twin with the same "
+    "discriminator architecture: BCE of both generators' images through the raw discriminator, per-band mean/std "
+    "distances to the real chips, a grid of generated vs real images, training time, epochs and peak memory.",
+)
+def embedding_gan(
+    context: dg.AssetExecutionContext, config: SeriesSource, storage: GeoembedStorage, torch_device: TorchDevice, series_decoder: str
+) -> dict:
+    series = _series(config, storage.data_dir)
+    g_cfg = GANConfig(epochs=config.gan_epochs, seed=config.seed)
+    out, ids = run_gan(storage.data_dir, series, series_decoder, g_cfg, torch_device.device())
+    bands = pd.DataFrame({"band": series.bands, **{f"{m} |mean|": d["mean"] for m, d in out.band_distance.items()},
+                          **{f"{m} |std|": d["std"] for m, d in out.band_distance.items()}})  # fmt: skip
+    e, r = out.costs["embeddings"], out.costs["raw"]
+    summary = {
+        "bce": out.bce, "bce_ratio_embeddings_over_raw": out.bce_ratio, "bce_real_chips": out.bce_real_chips,
+        "cpu_time_ratio_raw_over_embeddings": _ratio(r.cpu_seconds, e.cpu_seconds),
+        "peak_rss_ratio_raw_over_embeddings": _ratio(r.peak_rss_mb, e.peak_rss_mb), "model_ids": ids,
+    }  # fmt: skip
+    costs = pd.DataFrame([{"model": k, "epochs": out.results[k].epochs, **v.to_dict()} for k, v in out.costs.items()])
+    context.add_output_metadata({
+        "summary": dg.MetadataValue.json(summary),
+        "band_distance": dg.MetadataValue.md(bands.to_markdown(index=False, floatfmt=".4f")),
+        "costs": dg.MetadataValue.md(costs.to_markdown(index=False, floatfmt=".3g")),
+        "samples": dg.MetadataValue.md(markdown_image(out.png, "real (top), embedding GAN, raw DCGAN")),
+        "n_real_chips": out.n_real,
+    })  # fmt: skip
+    return summary
+
+
+__all__ = ["series_decoder", "timeseries_models", "embedding_gan"]

@@ -222,11 +222,9 @@ def embeddings(
             "rmse_map", lambda: plots.cell_map(rmse, "reconstruction RMSE (reflectance)", "RMSE", cmap="magma_r"),
             "cells coloured by reconstruction RMSE",
         ))  # fmt: skip
-        picks = workflow.preview_cells(frame)
-        metadata["reconstructions"] = dg.MetadataValue.md(
-            workflow.reconstruction_preview(geohash_chips, frame, storage.checkpoints_dir)
-        )
-        curve = sr.quick_rate_distortion(geohash_chips, frame, path, storage.checkpoints_dir, picks)
+        shown = workflow.preview_decodes(geohash_chips, frame, storage.checkpoints_dir)  # read and decoded once
+        metadata["reconstructions"] = dg.MetadataValue.md(workflow.reconstruction_preview(shown))
+        curve = sr.quick_rate_distortion(shown, nbytes / max(len(frame), 1))
         metadata["rate_distortion"] = dg.MetadataValue.md(
             markdown_image(rate_distortion_png(sr.curve(curve), f"{region} {month}: shown cells"), "rate-distortion")
             + "\n\nPipeline embeddings as stored against block averaging and JPEG2000 on the cells shown above; "

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pandas as pd
 
 from geoembed_assets.core.indices import index_band_pairs, roles_for
-from geoembed_assets.core.plots import markdown_image  # noqa: F401 - one home for inline pictures
+from geoembed_assets.core.plots import _png, markdown_image, plt  # noqa: F401 - one home for pictures
 
 RGB_ROLES = ("red", "green", "blue")
 _BLUE = {"sentinel-2": "B02", "landsat-8": "B2"}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def rgb_bands(sensor: str, bands: tuple[str, ...]) -> list[int] | None:
@@ -51,7 +41,6 @@ def comparison_png(
     cells: list[tuple[str, np.ndarray, np.ndarray]], sensor: str, bands: tuple[str, ...], dpi: int = 80
 ) -> bytes:
     """One row per (label, chip, reconstruction): RGB of both, NDVI of both, and the absolute error; PNG bytes."""
-    plt = _pyplot()
     channels = rgb_bands(sensor, bands)
     fig, axes = plt.subplots(len(cells), 5, figsize=(15, 3.1 * len(cells)), dpi=dpi, squeeze=False)
     for row, (label, truth, recon) in zip(axes, cells):
@@ -78,7 +67,6 @@ def comparison_png(
 
 def rate_distortion_png(table: pd.DataFrame, title: str, dpi: int = 90) -> bytes:
     """MSE against compression ratio, one line per method (columns: method, ratio, mse[, cover]); PNG bytes."""
-    plt = _pyplot()
     covers = sorted(table["cover"].unique()) if "cover" in table else [None]
     fig, axes = plt.subplots(1, len(covers), figsize=(5.5 * len(covers), 4), dpi=dpi, squeeze=False)
     for ax, cover in zip(axes[0], covers):
@@ -95,11 +83,3 @@ def rate_distortion_png(table: pd.DataFrame, title: str, dpi: int = 90) -> bytes
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _png(fig)
-
-
-def _png(fig) -> bytes:
-    plt = _pyplot()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()

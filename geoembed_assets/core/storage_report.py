@@ -428,27 +428,21 @@ def partition_report(
 
 
 def quick_rate_distortion(
-    chips: pd.DataFrame, rows: pd.DataFrame, embeddings: Path, checkpoints_dir: Path, picks: list[int],
-    ratios: tuple[float, ...] = (50, 100, 200, 500, 1000),
-) -> pd.DataFrame:  # fmt: skip
-    """Curve points for the embeddings materialization, cheap enough for every run: the pipeline's embeddings of a
-    few cells (as stored) against block averaging and JPEG2000 at fixed ratios on the same cells, with cover."""
-    from geoembed_assets.core.embeddings import decode_cell
-
-    per_row = Path(embeddings).stat().st_size / max(len(rows), 1)
+    shown: list, bytes_per_row: float, ratios: tuple[float, ...] = (50, 100, 200, 500, 1000)
+) -> pd.DataFrame:
+    """Curve points for the embeddings materialization, cheap enough for every run: the pipeline's embeddings of the
+    shown cells (`workflow.PreviewCell`: chip and decoded row) as stored, against block averaging and JPEG2000 at
+    fixed ratios on the same cells, with cover."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i in picks:
-            row = rows.loc[[i]]
-            chip = chips[(chips["geohash"] == row["geohash"].iloc[0]) & (chips["scene_id"] == row["scene_id"].iloc[0])].iloc[0]
-            refl, bands, _ = read_chip(chip["path"])
-            sensor, cover, raw = str(chip["sensor"]), str(row["cover"].iloc[0]), refl.size * 2
-            decoded = decode_cell(row, checkpoints_dir).image
-            out.append(_row(chip["geohash"], cover, "pipeline embeddings", "as stored", per_row, raw, refl, decoded, sensor, bands))
+        for c in shown:
+            refl, raw = c.truth, c.truth.size * 2
+            out.append(_row(c.geohash, c.cover, "pipeline embeddings", "as stored", bytes_per_row, raw, refl, c.decoded,
+                            c.sensor, c.bands))  # fmt: skip
             for ratio in ratios:
-                budget = raw / ratio
-                recon, nbytes = block_average(refl, block_for_budget(budget, *refl.shape), "bilinear")
-                out.append(_row(chip["geohash"], cover, "block average (bilinear)", f"{ratio:g}x", nbytes, raw, refl, recon, sensor, bands))
+                recon, nbytes = block_average(refl, block_for_budget(raw / ratio, *refl.shape), "bilinear")
+                out.append(_row(c.geohash, c.cover, "block average (bilinear)", f"{ratio:g}x", nbytes, raw, refl, recon,
+                                c.sensor, c.bands))  # fmt: skip
                 recon, nbytes = jp2_roundtrip(refl, 100 / ratio, tmp)
-                out.append(_row(chip["geohash"], cover, "JPEG2000", f"{ratio:g}x", nbytes, raw, refl, recon, sensor, bands))
+                out.append(_row(c.geohash, c.cover, "JPEG2000", f"{ratio:g}x", nbytes, raw, refl, recon, c.sensor, c.bands))
     return pd.DataFrame(out)

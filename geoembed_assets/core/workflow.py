@@ -515,19 +515,37 @@ def preview_cells(rows: pd.DataFrame, n_land: int = 2, n_water: int = 1) -> list
     return picks
 
 
-def reconstruction_preview(chips: pd.DataFrame, rows: pd.DataFrame, checkpoints_dir: str | Path) -> str:
-    """Markdown with an inline PNG: land and water cells beside their reconstructions (RGB, NDVI, error)."""
-    from geoembed_assets.core.embeddings import decode_cell
-    from geoembed_assets.core.previews import comparison_png, markdown_image
+@dataclass(frozen=True)
+class PreviewCell:
+    """One shown cell: its chip, decoded from the stored row, read and decoded once for every picture."""
 
-    panels, sensor, bands = [], "", ()
+    geohash: str
+    cover: str
+    sensor: str
+    bands: tuple[str, ...]
+    truth: np.ndarray
+    decoded: np.ndarray
+
+
+def preview_decodes(chips: pd.DataFrame, rows: pd.DataFrame, checkpoints_dir: str | Path) -> list[PreviewCell]:
+    """The cells `preview_cells` picks, each chip read and its stored row decoded (as a user would)."""
+    from geoembed_assets.core.embeddings import decode_cell
+
+    shown = []
     for i in preview_cells(rows):
         row = rows.loc[[i]]
         chip = chips[(chips["geohash"] == row["geohash"].iloc[0]) & (chips["scene_id"] == row["scene_id"].iloc[0])].iloc[0]
         truth, bands, _ = read_chip(chip.path)
-        decoded = decode_cell(row, checkpoints_dir)
-        panels.append((f"{chip.geohash} ({row['cover'].iloc[0]})", truth, decoded.image))
-        sensor = str(chip.sensor)
-    if not panels:
+        decoded = decode_cell(row, checkpoints_dir).image
+        shown.append(PreviewCell(str(chip.geohash), str(row["cover"].iloc[0]), str(chip.sensor), bands, truth, decoded))
+    return shown
+
+
+def reconstruction_preview(shown: list[PreviewCell]) -> str:
+    """Markdown with an inline PNG: land and water cells beside their reconstructions (RGB, NDVI, error)."""
+    from geoembed_assets.core.previews import comparison_png, markdown_image
+
+    if not shown:
         return "no cell to show"
-    return markdown_image(comparison_png(panels, sensor, bands, dpi=60), "chips and reconstructions")
+    panels = [(f"{c.geohash} ({c.cover})", c.truth, c.decoded) for c in shown]
+    return markdown_image(comparison_png(panels, shown[0].sensor, shown[0].bands, dpi=60), "chips and reconstructions")

@@ -15,9 +15,8 @@ from geoembed_assets.core.chipping import read_chip
 from geoembed_assets.core.geohash_grid import cell_grid, cells_in_bbox
 from geoembed_assets_tests.small_chips import shared_small_chips
 
-SLOVENIA_LC = Path("/work/shared/data/eolearn-slovenia/land_cover.tif")
-if not SLOVENIA_LC.exists():  # the shared data sit next to the clone
-    SLOVENIA_LC = Path(__file__).resolve().parents[3] / "shared" / "data" / "eolearn-slovenia" / "land_cover.tif"
+# the shared data sit next to the clone
+SLOVENIA_LC = Path(__file__).resolve().parents[3] / "shared" / "data" / "eolearn-slovenia" / "land_cover.tif"
 needs_slovenia = pytest.mark.skipif(not SLOVENIA_LC.exists(), reason="shared eo-learn Slovenia data not present")
 
 LAND, WATER = ("dqdnw", "dqdnm", "dqdnq"), ("dqdq0", "dqdnp", "dqdmb")  # wholly land / open water (Chesapeake side)

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geoembed_assets.core.previews import _png, _pyplot, rgb_bands, rgb_image
+from geoembed_assets.core.plots import _png, plt
+from geoembed_assets.core.previews import rgb_bands, rgb_image
 from geoembed_assets.core.training import Normalizer, seed_everything
 
 
@@ -176,7 +177,6 @@ def band_stat_distance(generated: np.ndarray, real: np.ndarray) -> dict[str, np.
 
 def samples_png(rows: list[tuple[str, np.ndarray]], sensor: str, bands: tuple[str, ...], dpi: int = 80) -> bytes:
     """A grid, one row per (label, (N, B, H, W) reflectance): RGB with the first row's 2-98 % stretch; PNG bytes."""
-    plt = _pyplot()
     channels = rgb_bands(sensor, bands) or [0, 0, 0]
     limits = tuple(np.nanpercentile(rows[0][1][:, channels], [2, 98]))
     n = max(len(images) for _, images in rows)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 TEMP_GLOB = ".*.tmp"  # what atomic_path names its temporary siblings
 LOW_SPACE_BYTES = 1 << 20
@@ -63,17 +64,27 @@ def write_bytes_atomic(final: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def remove_stale_temp_files(folder: str | Path, older_than_s: float = 0.0) -> list[Path]:
+def final_name(tmp: Path) -> str | None:
+    """The name of the file a temp file of `atomic_path` was going to become (None for other names)."""
+    match = re.fullmatch(r"\.(.+)\.[0-9a-f]{8}\.tmp", tmp.name)
+    return match.group(1) if match else None
+
+
+def remove_stale_temp_files(folder: str | Path, older_than_s: float = 0.0, finals: Collection[str] | None = None) -> list[Path]:
     """Delete the temp files of atomic writes under `folder` (a kill between write and rename leaves them).
 
-    Call it while holding the folder's partition lock (then no write of this partition is in flight); files
-    younger than `older_than_s` are kept. Returns what was removed.
+    Call it while holding the partition's lock (then no write of this partition is in flight). `finals`: only
+    temp files of these final names (the partition's own outputs) are removed, so that a partition sharing the
+    folder with others (months of one region) never deletes another run's in-flight write. Files younger than
+    `older_than_s` are kept. Returns what was removed.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
     now, removed = time.time(), []
     for tmp in folder.rglob(TEMP_GLOB):
+        if finals is not None and final_name(tmp) not in finals:
+            continue
         try:
             if tmp.is_file() and now - tmp.stat().st_mtime >= older_than_s:
                 tmp.unlink()

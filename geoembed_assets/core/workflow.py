@@ -178,7 +178,9 @@ def chip_partition(
     """
     region_dir = Path(chips_dir) / safe_name(region, "region")
     with partition_lock(region_dir, month):
-        remove_stale_temp_files(region_dir)
+        # only this partition's own temp files: months of the region share the folder and may be writing now
+        own = {chip_path(chips_dir, region, "x", s.scene_id).name for s in scenes} | {f"index_{month}.parquet"}
+        remove_stale_temp_files(region_dir, finals=own)
         rows, skipped, warnings = [], [], []
         for scene in scenes:
             cells = [g for g in scene_cells(scene, precision) if g.startswith(region)]

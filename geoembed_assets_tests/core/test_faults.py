@@ -48,7 +48,8 @@ def test_rerun_after_a_killed_write_is_byte_identical(tmp_path: Path) -> None:
     scene = open_scene(DEFAULT_DESCRIPTOR)
     workflow.chip_partition([scene], REGION, MONTH, chips, PRECISION, SIZE, 0.5)
     # what a kill leaves: a temp file of a chip write, and a chip of other settings listed by the index
-    (chips / REGION / "dqdnw" / ".x.tif.deadbeef.tmp").write_bytes(b"half a chip")
+    own_chip = workflow.chip_path(chips, REGION, "dqdnw", scene.scene_id)
+    (own_chip.parent / f".{own_chip.name}.deadbeef.tmp").write_bytes(b"half a chip")
     stray = chips / REGION / "dqdnw" / "other-settings.tif"
     stray.write_bytes(b"chip of another run")
     import pandas as pd
@@ -59,6 +60,17 @@ def test_rerun_after_a_killed_write_is_byte_identical(tmp_path: Path) -> None:
     workflow.chip_partition([scene], REGION, MONTH, chips, PRECISION, SIZE, 0.5)
     assert snapshot(chips) == expected
     assert not list(chips.rglob("*.tmp"))
+
+
+def test_another_months_write_in_flight_is_left_alone(tmp_path: Path) -> None:
+    """Months of one region share its chips folder: a run cleans only its own temp files (a bug found when two
+    Celery workers chipped two months at once: one deleted the other's temp chip before its rename)."""
+    chips = tmp_path / "chips"
+    other = chips / REGION / "dqdnw" / ".sentinel-2a_L1C_20160212T000000_18SVG_0123456789.tif.0badc0de.tmp"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"another month's chip being written")
+    workflow.chip_partition([open_scene(DEFAULT_DESCRIPTOR)], REGION, MONTH, chips, PRECISION, SIZE, 0.5)
+    assert other.read_bytes() == b"another month's chip being written"
 
 
 def test_concurrent_runs_of_one_partition_leave_one_set(tmp_path: Path) -> None:

@@ -26,13 +26,14 @@ def deliver_months(landing: Path, months: list[int]) -> list[str]:
     return keys
 
 
-def prepare_instance(instance) -> None:
+def prepare_instance(instance, gpu_slots: int = 1) -> None:
     """Register the region and create the `gpu` pool's limit once, before runs start: concurrent first runs on a
-    fresh PostgreSQL instance otherwise race to insert the pool's default limit (a unique-key violation)."""
+    fresh PostgreSQL instance otherwise race to insert the pool's default limit (a unique-key violation).
+    `gpu_slots`: how many training/encoding steps may run at once (one per GPU worker of the deployment)."""
     from geoembed_assets.partitions import partition_key, register_keys
 
     register_keys(instance, [partition_key("dqd", f"2016-{m:02d}-01") for m in range(1, 13)])
-    instance.event_log_storage.set_concurrency_slots("gpu", 1)
+    instance.event_log_storage.set_concurrency_slots("gpu", gpu_slots)
 
 
 def partition_tags(key: str) -> dict[str, str]:

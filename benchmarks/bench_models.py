@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from geoembed_assets.core.models.downstream import gan_inputs  # noqa: E402
 from geoembed_assets.core.models.gan import GANConfig, run_gan_experiment  # noqa: E402
-from geoembed_assets.core.models.series import load_series, load_slovenia, worldcereal_paths  # noqa: E402
+from geoembed_assets.core.models.series import DATASETS, load_series, load_slovenia, worldcereal_paths  # noqa: E402
 from geoembed_assets.core.models.timeseries import (  # noqa: E402
     SeriesConfig,
     encode_series,
@@ -46,14 +46,6 @@ from geoembed_assets.core.models.timeseries import (  # noqa: E402
     train_series_vae,
 )
 from geoembed_assets.core.training import TrainingConfig  # noqa: E402
-
-# Held-back (test) dates and, for --validate, validation dates: fixed before any run, none at a series' ends.
-DATASETS = {
-    "worldcereal": {"holdout": ("2021-05", "2021-08"), "validation": ("2021-04", "2021-07"), "epochs": 60},
-    "slovenia": {"holdout": ("2016-08-14", "2017-04-21", "2017-07-20", "2017-10-13"),
-                 "validation": ("2016-09-13", "2017-05-21", "2017-08-24"), "epochs": 20},
-}  # fmt: skip
-
 
 def ratio(a: float | None, b: float | None) -> str:
     if a is None or b is None or not b:

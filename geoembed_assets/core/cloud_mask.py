@@ -59,7 +59,8 @@ def sample_scl(path: str, x: np.ndarray, y: np.ndarray, band: int = 1, dtype=np.
         with rasterio.open(path) as src:
             res = abs(src.res[0])
             try:
-                window = from_bounds(x.min() - res, y.min() - res, x.max() + res, y.max() + res, src.transform)
+                pad = 2 * res  # round_offsets/round_lengths may cut a partial edge pixel: keep a margin
+                window = from_bounds(x.min() - pad, y.min() - pad, x.max() + pad, y.max() + pad, src.transform)
                 window = window.round_offsets().round_lengths().intersection(Window(0, 0, src.width, src.height))
             except WindowError:
                 return out

@@ -32,6 +32,13 @@ WORLDCEREAL_DIR = Path(__file__).resolve().parents[4] / "shared" / "data" / "wor
 SLOVENIA_DIR = Path(__file__).resolve().parents[4] / "shared" / "data" / "eolearn-slovenia"
 SLOVENIA_CLOUD_THRESHOLD = 0.4  # s2cloudless' default probability threshold for its binary cloud mask
 SLOVENIA_MIN_CLEAR = 0.9  # share of the kept cells' pixels that must be clear for a date to be used
+# Per series: held-back test dates, validation dates (tuning only) and ConvLSTM epochs (Slovenia has ~3.5x the
+# windows). Fixed before any run; none at a series' ends, so linear interpolation has a date on each side.
+DATASETS = {
+    "worldcereal": {"holdout": ("2021-05", "2021-08"), "validation": ("2021-04", "2021-07"), "epochs": 60},
+    "slovenia": {"holdout": ("2016-08-14", "2017-04-21", "2017-07-20", "2017-10-13"),
+                 "validation": ("2016-09-13", "2017-05-21", "2017-08-24"), "epochs": 20},
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

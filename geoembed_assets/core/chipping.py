@@ -40,7 +40,8 @@ class Chip:
     band_names: tuple[str, ...]
     reflectance: np.ndarray
     coverage: float  # fraction of the cell's pixels with valid data in every band
-    cloud_fraction: float | None = None  # share of the data pixels masked as cloud (scenes with an SCL layer)
+    cloud_fraction: float | None = None  # share of the data pixels masked as cloud (scenes with a cloud layer)
+    data_coverage: float | None = None  # fraction of the cell's pixels with data before cloud masking
 
 
 def scene_cells(scene: Scene, precision: int) -> list[str]:
@@ -156,17 +157,21 @@ def chip_scene(scene: Scene, geohashes: list[str], size_px: int, batch: int = 8)
             sampled = _bilinear(group.stack, inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f).numpy()
             out[[position[name] for name in group.names]] = sampled[:-1]  # one copy, straight into scene order
             ok &= sampled[-1] > 0.9999
-        cloudy = None
+        cloudy, data = None, ok
         if scl := cloud_mask.scl_path(scene):  # L2A with a scene classification: clouds become no data
             cloudy, unusable = cloud_mask.cloud_and_unusable(cloud_mask.sample_scl(scl, x, y))
-            data, ok = ok, ok & ~cloudy & ~unusable
+            ok = ok & ~cloudy & ~unusable
+        elif layer := cloud_mask.probability_layer(scene):  # a cloud probability band: the same, by threshold
+            cloudy, unusable = cloud_mask.cloudy_from_probability(cloud_mask.sample_probability(layer, x, y), layer["threshold"])
+            ok = ok & ~cloudy & ~unusable
         np.copyto(out, np.float32(np.nan), where=~ok)
         for i, grid in enumerate(part):
             rows = slice(i * grid.height, (i + 1) * grid.height)
             clouds = None if cloudy is None else cloud_mask.cloud_fraction(cloudy[rows], data[rows])
             if clouds is not None and clouds > cloud_mask.max_cloud_fraction(scene):
                 continue  # too cloudy to learn from (paper: 15 %)
-            chips.append(Chip(grid, scene.scene_id, tuple(scene.band_names), out[:, rows], float(ok[rows].mean()), clouds))
+            chips.append(Chip(grid, scene.scene_id, tuple(scene.band_names), out[:, rows], float(ok[rows].mean()), clouds,
+                              float(data[rows].mean())))  # fmt: skip
     return chips
 
 

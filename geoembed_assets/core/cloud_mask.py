@@ -1,4 +1,8 @@
-"""Cloud masking from a Sentinel-2 L2A scene classification layer (SCL), applied before chipping.
+"""Cloud masking from a Sentinel-2 L2A scene classification layer (SCL), or from a per-pixel cloud probability
+layer (e.g. s2cloudless, as delivered with the eo-learn Slovenia sample), applied before chipping.
+
+A probability layer (``scene.extra["cloud_probability"] = {"path", "band", "threshold"}``) marks pixels whose
+probability is at or above the threshold as cloud (s2cloudless' own default threshold is 0.4).
 
 A delivery whose metadata names an SCL raster (``scene.extra["scl"]``, e.g. ingested from a STAC API) gets its
 cloud and cloud-shadow pixels set to no data in every chip, and cells whose data pixels are cloudier than
@@ -31,18 +35,36 @@ def max_cloud_fraction(scene: Scene) -> float:
     return float(scene.extra.get("max_cloud_fraction", DEFAULT_MAX_CLOUD_FRACTION))
 
 
-def sample_scl(path: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """SCL classes (nearest neighbour) at coordinates x, y in the SCL raster's CRS; 0 (no data) outside it."""
-    out = np.zeros(x.shape, np.uint8)
+def probability_layer(scene: Scene) -> dict | None:
+    """The scene's cloud probability layer {"path", "band", "threshold"}, when its delivery has one."""
+    return scene.extra.get("cloud_probability")
+
+
+def sample_probability(layer: dict, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cloud probability (nearest neighbour) at x, y in the layer's CRS; NaN outside it."""
+    return sample_scl(layer["path"], x, y, band=int(layer.get("band", 1)), dtype=np.float32, fill=np.nan)
+
+
+def cloudy_from_probability(probability: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(cloud, unusable) masks: probability >= threshold is cloud; no probability (NaN, outside) is unusable."""
+    unknown = np.isnan(probability)
+    return (np.nan_to_num(probability, nan=0.0) >= threshold) & ~unknown, unknown
+
+
+def sample_scl(path: str, x: np.ndarray, y: np.ndarray, band: int = 1, dtype=np.uint8, fill=0) -> np.ndarray:
+    """SCL classes (nearest neighbour) at coordinates x, y in the SCL raster's CRS; 0 (no data) outside it.
+    (`band`, `dtype`, `fill`: the same sampling for another layer, e.g. a cloud probability band.)"""
+    out = np.full(x.shape, fill, dtype)
     try:
         with rasterio.open(path) as src:
             res = abs(src.res[0])
             try:
-                window = from_bounds(x.min() - res, y.min() - res, x.max() + res, y.max() + res, src.transform)
+                pad = 2 * res  # round_offsets/round_lengths may cut a partial edge pixel: keep a margin
+                window = from_bounds(x.min() - pad, y.min() - pad, x.max() + pad, y.max() + pad, src.transform)
                 window = window.round_offsets().round_lengths().intersection(Window(0, 0, src.width, src.height))
             except WindowError:
                 return out
-            classes = src.read(1, window=window)
+            classes = src.read(band, window=window)
             inv = ~src.window_transform(window)
     except rasterio.errors.RasterioError as exc:
         raise SceneError(f"{path}: cannot read the scene classification (SCL): {exc}") from exc

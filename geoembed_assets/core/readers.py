@@ -10,7 +10,11 @@
 
 Metadata keys of descriptors and sidecars: ``sensor``, ``product_type``, ``datetime`` (ISO 8601), and optionally
 ``tile``, ``cloud_cover``, ``processing_baseline``, ``scale``, ``offset``, ``nodata``, and ``bands``
-(band name -> file name).
+(band name -> file name; for a multi-band raster a list of names in file order, or ``{name: 1-based band index}``
+to take a subset of its bands, e.g. one date of a time stack). ``nodata`` may be ``"nan"`` (float rasters whose NaN
+marks no data, and no in-range value does). A descriptor may name a per-pixel cloud probability layer,
+``"cloud_probability": {"href": ..., "band": 1-based index, "threshold": 0.4}``: chipping masks pixels at or above
+the threshold as cloud (see :mod:`geoembed_assets.core.cloud_mask`).
 
 Every band is opened and its last block read before the scene is accepted, so a truncated download, a missing
 band or a band in the wrong CRS fails at registration with a :class:`SceneError` naming the file, not mid-run.
@@ -142,6 +146,8 @@ def validate_readable(band: BandFile) -> None:
 def _open_descriptor(path: Path, allowed: tuple[Path, ...]) -> Scene:
     """A ``*.scene.json`` names a band folder (or one raster) elsewhere and carries the metadata."""
     meta = _read_json(path)
+    if meta.get("cloud_probability"):
+        meta = {**meta, "cloud_probability": _cloud_probability_layer(meta["cloud_probability"], path, allowed)}
     href = meta.get("href")
     if not href:
         raise SceneError(f"{path}: descriptor has no 'href'")
@@ -155,6 +161,23 @@ def _open_descriptor(path: Path, allowed: tuple[Path, ...]) -> Scene:
     if target.is_file():
         return _open_multiband(target, meta, source=path, allowed=allowed)
     raise SceneError(f"{path}: href {href!r} resolves to {target}, which does not exist")
+
+
+def _cloud_probability_layer(spec: Any, descriptor: Path, allowed: tuple[Path, ...]) -> dict[str, Any]:
+    """{"path", "band", "threshold"} of a descriptor's cloud probability layer, its file checked like a band's."""
+    if not isinstance(spec, dict) or not spec.get("href"):
+        raise SceneError(f"{descriptor}: 'cloud_probability' must be an object with 'href', 'band' and 'threshold'")
+    target = _resolve_href(str(spec["href"]), descriptor.parent)
+    inside_any(target, allowed, f"{descriptor}: cloud_probability href {spec['href']!r}")
+    try:
+        band, threshold = int(spec.get("band", 1)), float(spec.get("threshold", 0.4))
+    except (TypeError, ValueError) as e:
+        raise SceneError(f"{descriptor}: cloud_probability band/threshold are not numbers: {e}") from e
+    if not 0.0 < threshold <= 1.0:
+        raise SceneError(f"{descriptor}: cloud_probability threshold {threshold} is not in (0, 1]")
+    opened = _open_band("cloud_probability", str(target), band)
+    validate_readable(opened.band)
+    return {"path": str(target), "band": band, "threshold": threshold}
 
 
 def _resolve_href(href: str, base: Path) -> Path:
@@ -209,6 +232,17 @@ def _open_multiband(path: Path, meta: dict[str, Any], *, source: Path, allowed: 
         raise SceneError(f"{path}: cannot open as a raster: {_reason(e)}") from e
     described = [(d or "").strip() for d in descriptions]
     listed = meta.get("bands")
+    if isinstance(listed, dict):  # a subset of the file's bands, named: {name: 1-based index}
+        try:
+            picks = {str(n).strip(): int(i) for n, i in listed.items()}
+        except (TypeError, ValueError) as e:
+            raise SceneError(f"{path}: the 'bands' map must be {{name: 1-based band index}}: {e}") from e
+        outside = {n: i for n, i in picks.items() if not 1 <= i <= len(described)}
+        if not picks or outside or not all(picks):
+            raise SceneError(f"{path}: band indices {outside or picks} do not select bands of its {len(described)}")
+        sensor = str(meta.get("sensor") or _guess_sensor(picks, [path.name]))
+        named = {n: (str(path), i) for n, i in picks.items()}
+        return _assemble(source=source, label=str(path), named=named, meta=meta, sensor=sensor, complete=False, allowed=allowed)
     if isinstance(listed, list):  # the sidecar names the bands in file order
         if len(listed) != len(described):
             raise SceneError(f"{path}: the sidecar lists {len(listed)} band names for {len(described)} bands")
@@ -407,7 +441,8 @@ def _assemble(
     if scene_id is None:
         scene_id = f"{sensor}_{product_type}_{when:%Y%m%dT%H%M%S}_{tile or 'x'}_{_content_hash(bands)}"
     scene_id = safe_name(scene_id, f"{label}: scene id (from sensor, product_type, tile or product name)")
-    extra = {k: meta[k] for k in ("tile", "processing_baseline", "scl", "max_cloud_fraction", "stac_item") if meta.get(k) is not None}
+    extra_keys = ("tile", "processing_baseline", "scl", "cloud_probability", "max_cloud_fraction", "stac_item")
+    extra = {k: meta[k] for k in extra_keys if meta.get(k) is not None}
     return Scene(
         scene_id=scene_id,
         sensor=sensor,

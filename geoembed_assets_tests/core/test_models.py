@@ -245,3 +245,147 @@ def test_measured_isolated_sees_a_fresh_peak() -> None:
     array, cost = measured_isolated(np.ones, (1024, 1024))
     assert array.shape == (1024, 1024) and array.sum() == 1024 * 1024
     assert 7.5 < cost.peak_rss_mb < 64 and cost.cpu_seconds >= 0
+
+
+# --- gap filling (`after`), Slovenia NDVI through the ingest, GAN BCE per cell and per band -------------------
+
+
+def test_context_dates_and_interpolation_start() -> None:
+    """`after` following dates join the window; the untrained model is the interpolation of its frames in time."""
+    from geoembed_assets.core.models.timeseries import context_dates
+
+    usable = np.array([True, True, False, True, True, False, True])
+    assert context_dates(usable, 3, 2, 0) == [0, 1]
+    assert context_dates(usable, 3, 2, 1) == [0, 1, 4]  # date 2 has no data: skipped
+    assert context_dates(usable, 4, 2, 2) is None  # only one usable date after 4
+    assert context_dates(usable, 6, 2, 1) is None  # nothing after the last date
+    seq = torch.randn(3, 3, 4, 5, 5)
+    offsets = torch.tensor([[-3.0, -1.0, 3.0], [-2.0, -1.0, 1.0], [-5.0, -4.0, 1.0]])
+    model = ConvLSTM(4, hidden=6, window=2, after=1, time_channel=True)
+    w = torch.tensor([1 / 4, 1 / 2, 4 / 5]).view(3, 1, 1, 1)  # -before / (after - before)
+    torch.testing.assert_close(model(seq, offsets), seq[:, 1] + w * (seq[:, 2] - seq[:, 1]))
+    with pytest.raises(ValueError, match="time offsets"):
+        model(seq)
+    persist = ConvLSTM(4, hidden=6, window=3, after=0, time_channel=True)
+    torch.testing.assert_close(persist(seq, offsets - 4.0), seq[:, -1])
+
+
+def test_fit_with_offsets_learns_and_stores(tmp_path) -> None:
+    """A target that is the midpoint plus a fixed offset-dependent shift: the time channel lets the loss fall;
+    the stored model rebuilds with its window/after/time channel and predicts the same."""
+    from geoembed_assets.core.models.store import load_model, save_model
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(48, 3, 2, 6, 6, generator=gen)
+    off = torch.tensor([-2.0, -1.0, 1.0]).repeat(48, 1) * (1 + torch.rand(48, 1, generator=gen))
+    y = x[:, 1] + 0.5 * (x[:, 2] - x[:, 1]) + 0.3 * off[:, :1, None, None]
+    cfg = SeriesConfig(hidden=8, epochs=12, batch_size=16, learning_rate=1e-2, window=2, after=1)
+    fit = fit_convlstm(x, y, cfg, offsets=off)
+    assert fit.history[-1] < 0.5 * fit.history[0]
+    arch = {"channels": 2, "hidden": 8, "kernel": 3, "window": 2, "after": 1, "time_channel": True}
+    _, path = save_model(tmp_path, "timeseries", "raw", fit.model, arch, {"arch": arch})
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(path).model(x[:4], off[:4]), fit.model(x[:4], off[:4]), atol=2e-2, rtol=1e-2)
+
+
+@pytest.fixture(scope="module")
+def slovenia(one_torch_thread, tmp_path_factory):
+    from geoembed_assets.core.models.series import SLOVENIA_DIR, load_slovenia
+
+    if not SLOVENIA_DIR.exists():
+        pytest.skip("shared eo-learn Slovenia data not present")
+    return load_slovenia(tmp_path_factory.mktemp("landing"), precision=7, size_px=16)
+
+
+def test_slovenia_descriptors_open_one_date_each(tmp_path) -> None:
+    import json
+
+    from geoembed_assets.core.models.series import SLOVENIA_DIR, slovenia_descriptors
+    from geoembed_assets.core.readers import open_scene
+
+    if not SLOVENIA_DIR.exists():
+        pytest.skip("shared eo-learn Slovenia data not present")
+    paths = slovenia_descriptors(tmp_path, threshold=0.3)
+    stamps = json.loads((SLOVENIA_DIR / "timestamps.json").read_text())
+    assert len(paths) == len(stamps) == 68
+    scene = open_scene(paths[4], roots=[tmp_path, SLOVENIA_DIR])
+    assert scene.band_names == ["NDVI"] and scene.bands[0].index == 5 and scene.datetime.isoformat().startswith(stamps[4])
+    assert (scene.scale, scene.offset) == (1.0, 0.0) and np.isnan(scene.nodata)
+    assert scene.extra["cloud_probability"] == {"path": str(SLOVENIA_DIR / "cloud_probability_68dates.tif"), "band": 5, "threshold": 0.3}
+    with pytest.raises(Exception, match="refused|outside"):
+        open_scene(paths[4])  # the data folder is not an allowed root by default
+
+
+def test_slovenia_series_dates_and_cloud_masks(slovenia) -> None:
+    """68 dates in time order; a date clear over the whole raster keeps every pixel, a date cloudy over the whole
+    raster has no data, and every kept value is NDVI."""
+    import json
+
+    import rasterio
+
+    from geoembed_assets.core.models.series import SLOVENIA_CLOUD_THRESHOLD, SLOVENIA_DIR
+
+    stamps = json.loads((SLOVENIA_DIR / "timestamps.json").read_text())
+    assert [d.isoformat()[:19] for d in slovenia.dates] == stamps and slovenia.units == "NDVI" and slovenia.bands == ("NDVI",)
+    with rasterio.open(SLOVENIA_DIR / "cloud_probability_68dates.tif") as ds:
+        cloudy = ds.read() >= SLOVENIA_CLOUD_THRESHOLD
+    clear_everywhere, cloudy_everywhere = ~cloudy.any(axis=(1, 2)), cloudy.all(axis=(1, 2))
+    assert clear_everywhere.any() and cloudy_everywhere.any()
+    assert slovenia.has_data[clear_everywhere].all() and not slovenia.has_data[cloudy_everywhere].any()
+    assert not np.isnan(slovenia.cube[:, clear_everywhere]).any()
+    dated = slovenia.cube[:, slovenia.has_data]
+    assert np.nanmin(dated) >= -1 and np.nanmax(dated) <= 1
+    assert slovenia.cube.shape[0] >= 20 and all(len(g) == 7 for g in slovenia.geohashes)
+
+
+def test_slovenia_threshold_changes_the_mask(tmp_path) -> None:
+    """Without masking (threshold above every probability, no date dropped), every date has data and no pixel is NaN."""
+    from geoembed_assets.core.models.series import SLOVENIA_DIR, load_slovenia
+
+    if not SLOVENIA_DIR.exists():
+        pytest.skip("shared eo-learn Slovenia data not present")
+    raw = load_slovenia(tmp_path, max_cells=3, threshold=1.0, min_clear=0.0)
+    assert raw.has_data.all() and not np.isnan(raw.cube).any()
+
+
+def test_series_experiment_gap_filling_on_slovenia(slovenia) -> None:
+    """after=1 on the NDVI series: three frames, errors in NDVI units, everything finite; the following date is
+    seen, so the untrained raw model (0 epochs) is exactly linear interpolation."""
+    small = slovenia.subset(np.arange(8))
+    cfg = SeriesConfig(hidden=8, epochs=0, after=1, test_fraction=0.25, holdout_dates=("2017-07-20", "2017-10-13"), refine_steps=2)
+    train_cells, test_cells = split_cells(len(small.geohashes), cfg.test_fraction, cfg.seed)
+    heldout = [small.date_index(d) for d in cfg.holdout_dates]
+    vae = train_series_vae(small, train_cells, heldout, TINY_VAE)
+    result = run_series_experiment(small, vae.model, vae.normalizer, cfg, train_cells, test_cells)
+    assert result.shapes == {"embeddings": [3, 4, 4, 4], "raw": [3, 1, 16, 16]} and result.extra["units"] == "NDVI"
+    assert result.n_test == len(test_cells) * 2
+    assert result.errors["raw"]["mse"] == pytest.approx(result.errors["linear"]["mse"], rel=1e-4)
+    for err in result.errors.values():
+        assert np.isfinite(err["mse"]) and np.isfinite(err["mae"]) and err["mse"] > 0
+
+
+def test_gan_bce_per_cell_and_band(series: CellSeries) -> None:
+    from geoembed_assets.core.models.downstream import gan_inputs
+    from geoembed_assets.core.models.gan import nearest_cells
+
+    vae = train_series_vae(series, np.arange(len(series.geohashes)), [], TINY_VAE)
+    chips, latents, cells = gan_inputs(series, vae.model, vae.normalizer)
+    assert len(chips) == len(latents) == len(cells) == len(series.geohashes) * int(series.has_data.sum())
+    real, _ = vae.normalizer.forward(chips)
+    np.testing.assert_array_equal(nearest_cells(real[::7], real, cells), cells[::7])  # a real chip is its own nearest
+    out = run_gan_experiment(chips, latents, vae.model, vae.normalizer, series.bands, series.sensor,
+                             GANConfig(noise_dim=8, width=16, latent_width=8, epochs=1, batch_size=32), n_eval=40,
+                             cells=cells, cell_names=list(series.geohashes))  # fmt: skip
+    assert [r["band"] for r in out.per_band] == list(series.bands)
+    for row in out.per_band:
+        assert np.isfinite(row["bce_embeddings"]) and np.isfinite(row["bce_raw"]) and row["ratio"] > 0
+    assert [r["cell"] for r in out.per_cell] == list(series.geohashes)
+    for method in ("embeddings", "raw"):
+        assert sum(r[f"n_{method}"] for r in out.per_cell) == 40
+    for row in out.per_cell:
+        both = row["n_embeddings"] > 0 and row["n_raw"] > 0
+        assert np.isfinite(row["ratio"]) == both
+        if both:
+            assert row["ratio"] == pytest.approx(row["bce_embeddings"] / row["bce_raw"])
+    summary = out.cell_summary()
+    assert summary["cells"] == len(series.geohashes) and summary["cells_hit_raw"] >= 1

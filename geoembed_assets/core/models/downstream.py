@@ -70,12 +70,13 @@ def run_timeseries(data_dir: str | Path, series: CellSeries, checkpoint_id: str,
         model = result.extra["models"][variant]
         meta = _common_meta(series, cells, checkpoint_id if variant == "embeddings" else None, device)
         meta.update(
-            arch={"channels": int(result.shapes[variant][1]), "hidden": config.hidden, "kernel": config.kernel},
+            arch={"channels": int(result.shapes[variant][1]), "hidden": config.hidden, "kernel": config.kernel,
+                  "window": config.window, "after": config.after, "time_channel": True},
             training=training, epochs=result.epochs[variant], latent_shape=result.shapes["embeddings"][1:],
             latent_mean=np.ravel(result.extra["z_mean"]).tolist(), latent_std=np.ravel(result.extra["z_std"]).tolist(),
             norm_mean=ckpt.normalizer.mean.tolist(), norm_std=ckpt.normalizer.std.tolist(),
             scores={k: {m: float(v) for m, v in e.items()} for k, e in result.errors.items()},
-            cost=result.costs[variant].to_dict(), test_cells=[series.geohashes[i] for i in test_cells],
+            cost=result.costs[variant].to_dict(), test_cells=[series.geohashes[i] for i in test_cells], units=series.units,
         )  # fmt: skip
         if variant == "raw":
             meta.pop("decoder")
@@ -89,30 +90,41 @@ def run_gan(data_dir: str | Path, series: CellSeries, checkpoint_id: str, config
     from geoembed_assets.core.checkpoints import checkpoint_path
 
     ckpt = load_checkpoint(checkpoint_path(Path(data_dir) / "checkpoints", checkpoint_id))
-    usable = series.has_data
-    chips = series.cube[:, usable].reshape(-1, *series.cube.shape[2:])
-    latents = encode_series(ckpt.model, ckpt.normalizer, series.cube, usable)[:, usable]
-    latents = latents.reshape(len(chips), *latents.shape[2:])
-    out = run_gan_experiment(chips, latents, ckpt.model, ckpt.normalizer, series.bands, series.sensor, config, device)
+    chips, latents, cells = gan_inputs(series, ckpt.model, ckpt.normalizer)
+    out = run_gan_experiment(chips, latents, ckpt.model, ckpt.normalizer, series.bands, series.sensor, config, device,
+                             cells=cells, cell_names=list(series.geohashes))  # fmt: skip
     ids = {}
     for variant in ("embeddings", "raw"):
         generator = out.results[variant].generator
         if variant == "embeddings":
             generator = generator.latent  # the decoder is the checkpoint's
-            arch = {"noise_dim": config.noise_dim, "latent_shape": list(latents.shape[1:]), "width": config.width}
+            arch = {"noise_dim": config.noise_dim, "latent_shape": list(latents.shape[1:]), "width": config.latent_width}
         else:
             arch = {"noise_dim": config.noise_dim, "bands": len(series.bands), "size": int(chips.shape[-1]), "width": config.width}
         meta = _common_meta(series, list(series.geohashes), checkpoint_id if variant == "embeddings" else None, device)
         meta.update(
             arch=arch, training=asdict(config), epochs=out.results[variant].epochs, latent_shape=list(latents.shape[1:]),
             scores={"bce_real_via_raw_discriminator": out.bce[variant], "bce_ratio_embeddings_over_raw": out.bce_ratio,
-                    "band_mean_distance": out.band_distance[variant]["mean"], "band_std_distance": out.band_distance[variant]["std"]},
+                    "band_mean_distance": out.band_distance[variant]["mean"], "band_std_distance": out.band_distance[variant]["std"],
+                    "bce_ratio_per_band": {r["band"]: r["ratio"] for r in out.per_band}, "bce_ratio_per_cell": out.cell_summary()},
             cost=out.costs[variant].to_dict(),
         )  # fmt: skip
         if variant == "raw":
             meta.pop("decoder")
         ids[variant], _ = save_model(data_dir, "gan", variant, generator, arch, meta)
     return out, ids
+
+
+def gan_inputs(series: CellSeries, model, normalizer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The GANs' real chips (every fully valid chip of a date with data: cloud-masked ones are left out), their
+    stored latent grids, and the index of each chip's cell."""
+    usable = series.has_data
+    latents = encode_series(model, normalizer, series.cube, usable)
+    cells, dates = np.meshgrid(np.arange(len(series.geohashes)), np.flatnonzero(usable), indexing="ij")
+    cells, dates = cells.ravel(), dates.ravel()
+    chips = series.cube[cells, dates]
+    full = ~np.isnan(chips).any(axis=(1, 2, 3))
+    return chips[full], latents[cells[full], dates[full]], cells[full]
 
 
 def split_for(series: CellSeries, config: SeriesConfig) -> tuple[np.ndarray, np.ndarray, list[int]]:

@@ -8,11 +8,20 @@ both discriminators have the same architecture. Images are compared in the cell 
 Quality, as in the paper: generated images of both go through the *raw* GAN's discriminator and the mean BCE
 against the label "real" is compared (ratio embeddings / raw: below 1 means the embedding GAN's images fool the raw
 discriminator more); plus per-band mean and std distances to the real chips in reflectance, and a picture.
+
+The ratio is also given per cell and per band (`bce_per_cell`, `bce_per_band`):
+- per cell: the GANs are unconditional (one per series, as the shared decoder), so each generated image is
+  attributed to the cell of its nearest real chip (Euclidean distance in the standardised pixel space both GANs
+  work in); a cell's BCE is the mean BCE of the images attributed to it, its ratio embeddings / raw. A cell no
+  image of a generator lands on has no BCE for it (NaN ratio): its count of 0 shows a mode that generator missed.
+- per band: band b of randomly drawn real chips is replaced by band b of the generated images (real chip k gets
+  generated image k), and the raw discriminator scores these hybrids: how real band b looks in the context of
+  real other bands. With one band this is the whole-image BCE.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,6 +41,7 @@ class GANConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
+    latent_width: int = 32  # channels of the latent-grid generator (it only makes a 4 x 4 grid: narrower than the DCGAN)
 
 
 class Discriminator(nn.Module):
@@ -169,6 +179,57 @@ def mean_bce_real(disc: Discriminator, images: torch.Tensor) -> float:
     return float(F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits)))
 
 
+@torch.no_grad()
+def bce_real_each(disc: Discriminator, images: torch.Tensor) -> np.ndarray:
+    """(N,) BCE of each image against the label "real"."""
+    disc.eval()
+    logits = disc(images)
+    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none").numpy()
+
+
+def nearest_cells(generated: torch.Tensor, real: torch.Tensor, cells: np.ndarray) -> np.ndarray:
+    """(N,) the cell of each generated image's nearest real chip (Euclidean, standardised pixels)."""
+    d = torch.cdist(generated.flatten(1), real.flatten(1))
+    return np.asarray(cells)[d.argmin(dim=1).numpy()]
+
+
+def bce_per_cell(disc: Discriminator, fakes: dict[str, torch.Tensor], real: torch.Tensor, cells: np.ndarray,
+                 names: list[str]) -> list[dict]:  # fmt: skip
+    """One row per cell: images attributed (nearest real chip) and mean BCE ("real") of each generator; ratio."""
+    per = {}
+    for method, images in fakes.items():
+        per[method] = (nearest_cells(images, real, cells), bce_real_each(disc, images))
+    rows = []
+    for c, name in enumerate(names):
+        row: dict = {"cell": name}
+        for method, (owner, bce) in per.items():
+            hit = owner == c
+            row[f"n_{method}"] = int(hit.sum())
+            row[f"bce_{method}"] = float(bce[hit].mean()) if hit.any() else float("nan")
+        e, r = row.get("bce_embeddings", float("nan")), row.get("bce_raw", float("nan"))
+        row["ratio"] = float(e / r) if np.isfinite(e) and np.isfinite(r) and r > 0 else float("nan")
+        rows.append(row)
+    return rows
+
+
+def bce_per_band(disc: Discriminator, fakes: dict[str, torch.Tensor], real: torch.Tensor, bands: tuple[str, ...],
+                 seed: int) -> list[dict]:  # fmt: skip
+    """One row per band: mean BCE ("real") of real chips whose band b is the generated band b, per generator; ratio."""
+    n = min(len(v) for v in fakes.values())
+    pick = torch.from_numpy(np.random.default_rng(seed).choice(len(real), size=n, replace=len(real) < n))
+    base = real[pick]
+    rows = []
+    for b, name in enumerate(bands):
+        row: dict = {"band": name}
+        for method, images in fakes.items():
+            hybrid = base.clone()
+            hybrid[:, b] = images[:n, b]
+            row[f"bce_{method}"] = float(bce_real_each(disc, hybrid).mean())
+        row["ratio"] = row["bce_embeddings"] / row["bce_raw"] if row["bce_raw"] > 0 else float("nan")
+        rows.append(row)
+    return rows
+
+
 def band_stat_distance(generated: np.ndarray, real: np.ndarray) -> dict[str, np.ndarray]:
     """Per band |mean_gen - mean_real| and |std_gen - std_real| over all pixels of (N, B, H, W) reflectance."""
     g, r = generated.transpose(1, 0, 2, 3).reshape(generated.shape[1], -1), real.transpose(1, 0, 2, 3).reshape(real.shape[1], -1)
@@ -208,6 +269,19 @@ class GANComparison:
     band_distance: dict[str, dict[str, list[float]]]  # method -> {"mean": per band, "std": per band}
     png: bytes
     n_real: int
+    per_cell: list[dict] = field(default_factory=list)  # cell, n_/bce_ per method, ratio (see the module doc)
+    per_band: list[dict] = field(default_factory=list)  # band, bce_ per method, ratio
+
+    def cell_summary(self) -> dict[str, float]:
+        """Median / min / max of the per-cell ratios, and how many cells each generator's images land on."""
+        ratios = np.array([r["ratio"] for r in self.per_cell], float)
+        ok = ratios[np.isfinite(ratios)]
+        out = {"cells": len(self.per_cell), "cells_with_ratio": int(len(ok))}
+        out.update({k: float(f(ok)) if len(ok) else float("nan") for k, f in (("median", np.median), ("min", np.min), ("max", np.max))})
+        out["cells_below_1"] = int((ok < 1).sum())
+        for method in ("embeddings", "raw"):
+            out[f"cells_hit_{method}"] = int(sum(r.get(f"n_{method}", 0) > 0 for r in self.per_cell))
+        return out
 
 
 def run_gan_experiment(
@@ -219,13 +293,16 @@ def run_gan_experiment(
     sensor: str,
     config: GANConfig,
     device: str = "cpu",
-    n_eval: int = 256,
+    n_eval: int = 512,
     isolate: bool = False,
+    cells: np.ndarray | None = None,
+    cell_names: list[str] | None = None,
 ) -> GANComparison:
     """Train the embedding GAN and the raw DCGAN on the same real chips (N, B, H, W reflectance, no NaN) and score them.
 
     `latents` are the chips' stored embeddings (N, C, h, w); only their per-channel mean/std are used, to put the
-    latent generator's output on the decoder's scale.
+    latent generator's output on the decoder's scale. `cells` (N,) index into `cell_names`: the cell of each real
+    chip, for the per-cell BCE (default: one cell).
     """
     from geoembed_assets.core.models.measure import measured, measured_isolated
 
@@ -235,7 +312,7 @@ def run_gan_experiment(
     c, h, w = latents.shape[1:]
     z_mean, z_std = latents.mean(axis=(0, 2, 3)), latents.std(axis=(0, 2, 3)) + 1e-6
     seed_everything(config.seed)
-    emb_gen = DecodedGenerator(LatentGenerator(config.noise_dim, (c, h, w), config.width, z_mean, z_std), vae)
+    emb_gen = DecodedGenerator(LatentGenerator(config.noise_dim, (c, h, w), config.latent_width, z_mean, z_std), vae)
     raw_gen = RawGenerator(config.noise_dim, chips.shape[1], chips.shape[-1], config.width)
     if isolate:  # fresh processes: peak memory not hidden by memory an earlier run freed
         emb, emb_cost = measured_isolated(train_gan, emb_gen, real, config, device, device=device)
@@ -254,7 +331,11 @@ def run_gan_experiment(
     png = samples_png(
         [("real", chips[pick]), ("embedding GAN", refl["embeddings"][:8]), ("raw DCGAN", refl["raw"][:8])], sensor, bands
     )
+    cells = np.zeros(len(chips), int) if cells is None else np.asarray(cells)
+    cell_names = cell_names or [str(i) for i in range(int(cells.max()) + 1)]
     return GANComparison(
+        per_cell=bce_per_cell(raw.discriminator, fakes, real, cells, cell_names),
+        per_band=bce_per_band(raw.discriminator, fakes, real, tuple(bands), config.seed + 2),
         results={"embeddings": emb, "raw": raw},
         costs={"embeddings": emb_cost, "raw": raw_cost},
         bce_real_chips=mean_bce_real(raw.discriminator, real),

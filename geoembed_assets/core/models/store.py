@@ -42,7 +42,8 @@ class StoredModel:
 
 def _build(family: str, variant: str, arch: dict[str, Any]) -> nn.Module:
     if family == "timeseries":
-        return ConvLSTM(arch["channels"], arch["hidden"], arch["kernel"])
+        return ConvLSTM(arch["channels"], arch["hidden"], arch["kernel"], arch.get("window"), int(arch.get("after", 0)),
+                        bool(arch.get("time_channel", False)))  # fmt: skip
     if variant == "embeddings":
         c = arch["latent_shape"][0]
         return LatentGenerator(arch["noise_dim"], tuple(arch["latent_shape"]), arch["width"], np.zeros(c), np.ones(c))

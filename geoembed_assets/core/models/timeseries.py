@@ -1,7 +1,14 @@
 """Missing-date prediction (paper section 4.3, Figure 9, Tables 5-6): a ConvLSTM predicts a cell at date T from
-its previous `window` dates with data, on embeddings (the cell model's latent grids, decoded by the frozen
-decoder) and on raw chips (its twin), against two baselines that need no training: persistence (the previous
-date with data) and linear interpolation in time between the dates with data around T.
+its previous `window` dates with data (paper: 2) and, for gap filling, the `after` following dates with data, on
+embeddings (the cell model's latent grids, decoded by the frozen decoder) and on raw chips (its twin), against two
+baselines that need no training: persistence (the previous date with data) and linear interpolation in time
+between the dates with data around T.
+
+The network is a residual on top of the baseline its own inputs allow, computed in its own space (standardised
+latents or standardised pixels): persistence of the last previous date when `after` is 0, linear interpolation in
+time between the last previous and the first following date when `after` >= 1. Its head starts at zero, so an
+untrained model *is* that baseline; every frame also carries its signed time offset to T (days / `time_scale`), so
+the recurrence knows how far each input is from the target.
 
 Split: held-back dates on held-back cells. Training cells contribute every date as a target; test cells are
 never seen by the ConvLSTM, and their held-back dates are seen by nobody (the shared VAE is trained on every
@@ -33,6 +40,8 @@ class SeriesConfig:
     """Hyper-parameters shared by the embedding ConvLSTM and its raw twin."""
 
     window: int = 2  # previous dates with data fed to the model (paper: 2)
+    after: int = 0  # following dates with data fed to the model (0: forecast; 1: gap filling, what interpolation sees)
+    time_scale: float = 30.0  # days per unit of the time-offset channel
     hidden: int = 32  # ConvLSTM hidden channels
     kernel: int = 3
     epochs: int = 60
@@ -42,6 +51,7 @@ class SeriesConfig:
     holdout_dates: tuple[str, ...] = ("2021-05", "2021-08")  # ISO prefixes of the dates held back
     test_fraction: float = 0.3  # share of cells held back (their held-back dates are the test set)
     latent_loss: str = "uniform"  # "uniform": MSE of standardised latents; "decoder": weighted by the decoder's response
+    refine_steps: int = 10  # latent refinement when encoding the series (the pipeline's embed default)
 
 
 class ConvLSTMCell(nn.Module):
@@ -60,28 +70,63 @@ class ConvLSTMCell(nn.Module):
 
 
 class ConvLSTM(nn.Module):
-    """(N, T, C, H, W) -> (N, C, H, W): the last input plus a learnt change (so it starts at persistence)."""
+    """(N, T, C, H, W) -> (N, C, H, W): a baseline of the inputs plus a learnt change (so it starts at the baseline).
 
-    def __init__(self, channels: int, hidden: int = 32, kernel: int = 3) -> None:
+    The T frames are `window` previous dates then `after` following ones, in time order. `offsets` (N, T) are the
+    frames' signed time distances to the target (negative before it), in units of `time_scale` days. With
+    `time_channel` each frame gets its offset as an extra constant channel. The baseline is the last previous
+    frame (persistence) when `after` is 0, else the linear interpolation in time between the last previous and the
+    first following frame (needs `offsets`)."""
+
+    def __init__(self, channels: int, hidden: int = 32, kernel: int = 3, window: int | None = None, after: int = 0,
+                 time_channel: bool = False) -> None:  # fmt: skip
         super().__init__()
-        self.cell = ConvLSTMCell(channels, hidden, kernel)
+        self.window, self.after, self.time_channel = window, after, time_channel
+        self.cell = ConvLSTMCell(channels + int(time_channel), hidden, kernel)
         self.head = nn.Conv2d(hidden, channels, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        n, _, _, hgt, wid = seq.shape
+    def baseline(self, seq: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """Persistence (after == 0) or linear interpolation in time between the frames around the target."""
+        if not self.after:
+            return seq[:, -1]
+        if offsets is None:
+            raise ValueError("a ConvLSTM with following dates needs the frames' time offsets")
+        k = seq.shape[1] - self.after  # first following frame
+        before, after = offsets[:, k - 1], offsets[:, k]
+        w = (-before / (after - before)).view(-1, 1, 1, 1)
+        return seq[:, k - 1] + w * (seq[:, k] - seq[:, k - 1])
+
+    def forward(self, seq: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        n, steps, _, hgt, wid = seq.shape
+        if self.time_channel:
+            if offsets is None:
+                raise ValueError("a ConvLSTM with a time channel needs the frames' time offsets")
+            seq_in = torch.cat([seq, offsets.view(n, steps, 1, 1, 1).expand(n, steps, 1, hgt, wid).to(seq.dtype)], dim=2)
+        else:
+            seq_in = seq
         h = seq.new_zeros(n, self.cell.hidden, hgt, wid)
         c = torch.zeros_like(h)
-        for t in range(seq.shape[1]):
-            h, c = self.cell(seq[:, t], (h, c))
-        return seq[:, -1] + self.head(h)
+        for t in range(steps):
+            h, c = self.cell(seq_in[:, t], (h, c))
+        return self.baseline(seq, offsets) + self.head(h)
 
 
 def previous_dates(usable: np.ndarray, target: int, window: int) -> list[int] | None:
     """The `window` latest usable dates before `target`, oldest first (None when there are fewer)."""
     before = np.flatnonzero(usable[:target])
     return [int(i) for i in before[-window:]] if len(before) >= window else None
+
+
+def context_dates(usable: np.ndarray, target: int, window: int, after: int = 0) -> list[int] | None:
+    """The `window` latest usable dates before `target` and the `after` first usable dates after it, in time order
+    (None when either side has fewer)."""
+    prev = previous_dates(usable, target, window)
+    following = np.flatnonzero(usable[target + 1 :]) + target + 1
+    if prev is None or len(following) < after:
+        return None
+    return prev + [int(i) for i in following[:after]]
 
 
 def persistence(cube: np.ndarray, usable: np.ndarray, target: int) -> np.ndarray | None:
@@ -128,19 +173,23 @@ def fit_convlstm(
     weights: torch.Tensor | None = None,
     device: str = "cpu",
     projection: torch.Tensor | None = None,
+    offsets: torch.Tensor | None = None,
 ) -> FitResult:
     """Seeded training of a ConvLSTM on (N, T, C, H, W) -> (N, C, H, W) by masked, band-weighted MSE.
 
     `projection` (K, C) maps the error before squaring (the decoder's linearised response for latents), so the
-    loss is the reflectance error the prediction would cause, at the cost of a C x K product per position."""
+    loss is the reflectance error the prediction would cause, at the cost of a C x K product per position.
+    `offsets` (N, T): the frames' time offsets to the target (then the model gets a time channel); needed when
+    `config.after` > 0 (the interpolation baseline)."""
     seed_everything(config.seed)
-    model = ConvLSTM(inputs.shape[2], config.hidden, config.kernel).to(device)
+    model = ConvLSTM(inputs.shape[2], config.hidden, config.kernel, config.window, config.after, offsets is not None).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     x_all, y_all = inputs.to(device), targets.to(device)
     m_all = masks.to(device).float() if masks is not None else None
     w = weights.to(device) if weights is not None else None
     proj = projection.to(device) if projection is not None else None
+    o_all = offsets.to(device).float() if offsets is not None else None
     history = []
     for epoch in range(config.epochs):
         for group in optimizer.param_groups:
@@ -149,7 +198,7 @@ def fit_convlstm(
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
-            diff = model(x_all[idx]) - y_all[idx]
+            diff = model(x_all[idx], o_all[idx] if o_all is not None else None) - y_all[idx]
             if proj is not None:
                 diff = torch.einsum("kc,nchw->nkhw", proj, diff)
             sq = diff**2
@@ -188,14 +237,16 @@ def train_series_vae(series: CellSeries, train_cells: np.ndarray, heldout: list[
     return train_cell_vae(patches, series.bands, series.sensor, config, device=device)
 
 
-def encode_series(model: nn.Module, normalizer: Normalizer, cube: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """(cells, dates, C, h, w) dequantised int8 latent grids, as stored in the embeddings; NaN on unusable dates."""
+def encode_series(model: nn.Module, normalizer: Normalizer, cube: np.ndarray, usable: np.ndarray, refine_steps: int = 0) -> np.ndarray:
+    """(cells, dates, C, h, w) dequantised int8 latent grids, as stored in the embeddings (`encode_chip`, with the
+    pipeline's latent refinement when `refine_steps` > 0, band-weighted like `encode_cell`); NaN on unusable dates."""
     first = next(int(t) for t in np.flatnonzero(usable))
     c, h, w = encode_chip(model, normalizer, cube[0, first]).shape
+    weights = normalizer.band_weights("reflectance") if refine_steps else None
     out = np.full((cube.shape[0], cube.shape[1], c, h, w), np.nan, np.float32)
     for i in range(cube.shape[0]):
         for t in np.flatnonzero(usable):
-            out[i, t] = encode_chip(model, normalizer, cube[i, t]).dequantize()
+            out[i, t] = encode_chip(model, normalizer, cube[i, t], refine_steps, weights).dequantize()
     return out
 
 
@@ -247,6 +298,17 @@ class SeriesResult:
         return rows
 
 
+def make_pairs(usable: np.ndarray, cells, targets, window: int, after: int) -> list[tuple[int, list[int], int]]:
+    """(cell, context dates, target) for every cell and target whose context exists in `usable`."""
+    pairs = []
+    for i in cells:
+        for t in targets:
+            ctx = context_dates(usable, int(t), window, after)
+            if ctx is not None:
+                pairs.append((int(i), ctx, int(t)))
+    return pairs
+
+
 def run_series_experiment(
     series: CellSeries,
     vae: nn.Module,
@@ -256,46 +318,46 @@ def run_series_experiment(
     test_cells: np.ndarray,
     device: str = "cpu",
     isolate: bool = False,
+    latents: np.ndarray | None = None,
 ) -> SeriesResult:
-    """Train both ConvLSTMs on the training cells and score them and the baselines on the test cells' held-back dates."""
+    """Train both ConvLSTMs on the training cells and score them and the baselines on the test cells' held-back dates.
+
+    `latents`: the series already encoded with this VAE (`encode_series`), to share the encoding between runs.
+    Errors are in the series' units (`series.units`)."""
     cube, usable = series.cube, series.has_data
     heldout = [series.date_index(d) for d in config.holdout_dates]
     days = np.array([d.timestamp() / 86400 for d in series.dates])
-    latents = encode_series(vae, normalizer, cube, usable)
+    if latents is None:
+        latents = encode_series(vae, normalizer, cube, usable, config.refine_steps)
     std_raw, mask_raw = normalizer.forward(cube.reshape(-1, *cube.shape[2:]))
     std_raw = std_raw.reshape(cube.shape)
     mask_raw = mask_raw.reshape(cube.shape[0], cube.shape[1], 1, *cube.shape[3:])
 
-    train_pairs = []  # (cell, inputs, target)
-    for i in train_cells:
-        for t in np.flatnonzero(usable):
-            prev = previous_dates(usable, int(t), config.window)
-            if prev is not None:
-                train_pairs.append((int(i), prev, int(t)))
+    # Training: every usable date of the training cells is a target; its context skips dates without data.
+    train_pairs = make_pairs(usable, train_cells, np.flatnonzero(usable), config.window, config.after)
     test_usable = usable.copy()
     test_usable[heldout] = False  # missing on the test cells
-    test_pairs = []
-    for i in test_cells:
-        for t in heldout:
-            prev = previous_dates(test_usable, t, config.window)
-            if prev is not None and usable[t]:
-                test_pairs.append((int(i), prev, t))
+    test_pairs = make_pairs(test_usable, test_cells, [t for t in heldout if usable[t]], config.window, config.after)
     if not train_pairs or not test_pairs:
         raise ValueError(f"{len(train_pairs)} training and {len(test_pairs)} test windows: too few dates")
 
     def stack(source, pairs, inputs: bool):
         if inputs:
-            return torch.from_numpy(np.stack([source[i, prev] for i, prev, _ in pairs]))
+            return torch.from_numpy(np.stack([source[i, ctx] for i, ctx, _ in pairs]))
         return torch.from_numpy(np.stack([source[i, t] for i, _, t in pairs]))
 
+    def offsets(pairs) -> torch.Tensor:
+        return torch.from_numpy(np.stack([(days[ctx] - days[t]) / config.time_scale for _, ctx, t in pairs]).astype(np.float32))
+
     # Embeddings: standardise latent channels on the training windows (the ConvLSTM sees unit-scale inputs).
-    z_train = np.stack([latents[i, [*prev, t]] for i, prev, t in train_pairs])
+    z_train = np.stack([latents[i, [*ctx, t]] for i, ctx, t in train_pairs])
     z_mean = z_train.mean(axis=(0, 1, 3, 4), keepdims=True)[0, 0]
     z_std = z_train.std(axis=(0, 1, 3, 4), keepdims=True)[0, 0] + 1e-6
     z_norm = (latents - z_mean) / z_std
     emb_x, emb_y = stack(z_norm, train_pairs, True), stack(z_norm, train_pairs, False)
     raw_x, raw_y = stack(std_raw.numpy(), train_pairs, True), stack(std_raw.numpy(), train_pairs, False)
     raw_m = torch.from_numpy(np.stack([mask_raw[i, t].numpy() for i, _, t in train_pairs]))
+    train_off, test_off = offsets(train_pairs), offsets(test_pairs)
     weights = normalizer.band_weights("reflectance")
 
     projection = None
@@ -304,22 +366,20 @@ def run_series_experiment(
         projection = response / response.pow(2).sum(0).mean().sqrt()  # unit scale: the learning rate stays comparable
     elif config.latent_loss != "uniform":
         raise ValueError(f"latent_loss must be 'decoder' or 'uniform', got {config.latent_loss!r}")
+    emb_args = (emb_x.float(), emb_y.float(), config)
+    emb_kw = dict(device=device, projection=projection, offsets=train_off)
+    raw_args = (raw_x.float(), raw_y.float(), config)
+    raw_kw = dict(masks=raw_m, weights=weights, device=device, offsets=train_off)
     if isolate:  # each fit in a fresh process: its peak memory is not hidden by memory an earlier run freed
-        emb_fit, emb_cost = measured_isolated(fit_convlstm, emb_x.float(), emb_y.float(), config, device=device, projection=projection)
-        raw_fit, raw_cost = measured_isolated(
-            fit_convlstm, raw_x.float(), raw_y.float(), config, masks=raw_m, weights=weights, device=device
-        )
+        emb_fit, emb_cost = measured_isolated(fit_convlstm, *emb_args, **emb_kw)
+        raw_fit, raw_cost = measured_isolated(fit_convlstm, *raw_args, **raw_kw)
     else:
-        emb_fit, emb_cost = measured(
-            lambda: fit_convlstm(emb_x.float(), emb_y.float(), config, device=device, projection=projection), device
-        )
-        raw_fit, raw_cost = measured(
-            lambda: fit_convlstm(raw_x.float(), raw_y.float(), config, masks=raw_m, weights=weights, device=device), device
-        )
+        emb_fit, emb_cost = measured(lambda: fit_convlstm(*emb_args, **emb_kw), device)
+        raw_fit, raw_cost = measured(lambda: fit_convlstm(*raw_args, **raw_kw), device)
 
     with torch.no_grad():
-        z_pred = emb_fit.model(stack(z_norm, test_pairs, True).float()).numpy() * z_std + z_mean
-        raw_pred = normalizer.inverse(raw_fit.model(stack(std_raw.numpy(), test_pairs, True).float())).numpy()
+        z_pred = emb_fit.model(stack(z_norm, test_pairs, True).float(), test_off).numpy() * z_std + z_mean
+        raw_pred = normalizer.inverse(raw_fit.model(stack(std_raw.numpy(), test_pairs, True).float(), test_off)).numpy()
     emb_pred = decode_latents(vae, normalizer, z_pred, cube.shape[-2:])
     truth = np.stack([cube[i, t] for i, _, t in test_pairs])
     floor = decode_latents(vae, normalizer, np.stack([latents[i, t] for i, _, t in test_pairs]), cube.shape[-2:])
@@ -338,5 +398,6 @@ def run_series_experiment(
         n_test=len(test_pairs),
         test_dates=[series.dates[t].date().isoformat() for t in heldout],
         shapes={"embeddings": list(emb_x.shape[1:]), "raw": list(raw_x.shape[1:])},
-        extra={"models": {"embeddings": emb_fit.model, "raw": raw_fit.model}, "z_mean": z_mean, "z_std": z_std},
+        extra={"models": {"embeddings": emb_fit.model, "raw": raw_fit.model}, "z_mean": z_mean, "z_std": z_std,
+               "units": series.units, "window": config.window, "after": config.after},  # fmt: skip
     )

@@ -33,17 +33,22 @@ def _zscore(mean: list[float], std: list[float]) -> list[ValueScalingZScore]:
 def _timeseries_io(stored: StoredModel) -> tuple[list[ModelInput], list[ModelOutput], str]:
     meta, arch = stored.meta, stored.meta["arch"]
     window, bands = meta["training"]["window"], list(meta["bands"])
+    after = int(meta["training"].get("after", 0))
+    frames = window + after
+    context = f"the {window} previous dates with data" + (f" and the {after} following" if after else "")
+    baseline = "linear interpolation in time of its inputs" if after else "persistence of its last input"
+    inputs: list[ModelInput] = []
     if stored.variant == "embeddings":
         c, h, w = meta["latent_shape"]
-        model_input = ModelInput(
-            name=f"latent grids of the {window} previous dates with data",
+        inputs.append(ModelInput(
+            name=f"latent grids of {context}",
             bands=[],
-            input=InputStructure(shape=[-1, window, c, h, w], dim_order=["batch", "time", "channel", "height", "width"], data_type="float32"),
+            input=InputStructure(shape=[-1, frames, c, h, w], dim_order=["batch", "time", "channel", "height", "width"], data_type="float32"),
             value_scaling=_zscore(meta["latent_mean"], meta["latent_std"]),
             resize_type=None,
             pre_processing_function=ProcessingExpression(format="python", expression="geoembed_assets.core.codec:encode_chip",
                                                          description="stored int8 embeddings, dequantised, z-scored per channel"),
-        )  # fmt: skip
+        ))  # fmt: skip
         output = ModelOutput(
             name="predicted image at the target date",
             tasks={"regression"},
@@ -52,17 +57,27 @@ def _timeseries_io(stored: StoredModel) -> tuple[list[ModelInput], list[ModelOut
             post_processing_function=ProcessingExpression(format="python", expression="geoembed_assets.core.models.timeseries:decode_latents",
                                                           description=f"predicted latent grid decoded by the frozen decoder of {meta['decoder']}"),
         )  # fmt: skip
-        return [model_input], [output], f"ConvLSTM on latent grids (window {window}, hidden {arch['hidden']}) + frozen VAE decoder"
-    model_input = ModelInput(
-        name=f"reflectance chips of the {window} previous dates with data",
-        bands=bands,
-        input=InputStructure(shape=[-1, window, len(bands), -1, -1], dim_order=["batch", "time", "bands", "height", "width"], data_type="float32"),
-        value_scaling=_zscore(meta["norm_mean"], meta["norm_std"]),
-        resize_type=None,
-    )  # fmt: skip
-    output = ModelOutput(name="predicted image at the target date", tasks={"regression"}, bands=bands,
-                         result=ModelResult(shape=[-1, len(bands), -1, -1], dim_order=IMAGE_DIMS, data_type="float32"))  # fmt: skip
-    return [model_input], [output], f"ConvLSTM on raw chips (window {window}, hidden {arch['hidden']})"
+        name = f"ConvLSTM on latent grids (window {window}, after {after}, hidden {arch['hidden']}; residual on {baseline}) + frozen VAE decoder"
+    else:
+        inputs.append(ModelInput(
+            name=f"chips of {context}",
+            bands=bands,
+            input=InputStructure(shape=[-1, frames, len(bands), -1, -1], dim_order=["batch", "time", "bands", "height", "width"], data_type="float32"),
+            value_scaling=_zscore(meta["norm_mean"], meta["norm_std"]),
+            resize_type=None,
+        ))  # fmt: skip
+        output = ModelOutput(name="predicted image at the target date", tasks={"regression"}, bands=bands,
+                             result=ModelResult(shape=[-1, len(bands), -1, -1], dim_order=IMAGE_DIMS, data_type="float32"))  # fmt: skip
+        name = f"ConvLSTM on raw chips (window {window}, after {after}, hidden {arch['hidden']}; residual on {baseline})"
+    if arch.get("time_channel"):
+        scale = meta["training"].get("time_scale", 30.0)
+        inputs.append(ModelInput(
+            name=f"time offsets of the input dates to the target (days / {scale:g}, negative before it)",
+            bands=[],
+            input=InputStructure(shape=[-1, frames], dim_order=["batch", "time"], data_type="float32"),
+            resize_type=None,
+        ))  # fmt: skip
+    return inputs, [output], name
 
 
 def _gan_io(stored: StoredModel) -> tuple[list[ModelInput], list[ModelOutput], str]:
@@ -163,7 +178,7 @@ def family_items(family: str):
 
 FAMILIES = (
     ("timeseries", "Missing-date ConvLSTMs",
-     "ConvLSTMs predicting a cell at a date from its previous dates: on embeddings (decoded by a frozen VAE decoder) "
+     "ConvLSTMs predicting a cell at a date from its previous (and, gap filling, following) dates: on embeddings (decoded by a frozen VAE decoder) "
      "and on raw chips."),
     ("gan", "Generators of chips",
      "GAN generators: of latent grids decoded by a frozen VAE decoder, and a raw DCGAN twin."),

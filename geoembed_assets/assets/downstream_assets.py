@@ -13,8 +13,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from geoembed_assets.core.checkpoints import checkpoint_path
 from geoembed_assets.core.models.downstream import run_gan, run_timeseries, split_for, store_series_vae
 from geoembed_assets.core.models.gan import GANConfig
+from geoembed_assets.core.models.store import models_dir
 from geoembed_assets.core.models.series import CellSeries, WORLDCEREAL_DIR, load_series, worldcereal_paths
 from geoembed_assets.core.models.timeseries import SeriesConfig
 from geoembed_assets.core.previews import markdown_image
@@ -39,7 +41,7 @@ class SeriesSource(dg.Config):
     seed: int = 0
 
 
-def _series(config: SeriesSource, data_dir: str) -> CellSeries:
+def _series(config: SeriesSource, data_dir: str | Path) -> CellSeries:
     folder = Path(config.series_dir).expanduser().resolve() if config.series_dir else WORLDCEREAL_DIR.resolve()
     roots = [Path(data_dir).resolve(), WORLDCEREAL_DIR.resolve()]
     roots += [Path(r).resolve() for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r]
@@ -67,10 +69,11 @@ def _ratio(a: float, b: float) -> float:
     "test cells' held-back dates), stored as a checkpoint: the frozen decoder of both downstream models.",
 )
 def series_decoder(context: dg.AssetExecutionContext, config: SeriesSource, storage: GeoembedStorage, torch_device: TorchDevice) -> str:
-    series = _series(config, storage.data_dir)
+    series = _series(config, storage.local_dir)
     train_cells, _, heldout = split_for(series, _series_config(config))
     vae_config = TrainingConfig(patch_size=config.size_px, max_steps=config.vae_steps, max_epochs=400, seed=config.seed)
-    checkpoint_id = store_series_vae(storage.data_dir, series, train_cells, heldout, vae_config, torch_device.device())
+    checkpoint_id = store_series_vae(storage.local_dir, series, train_cells, heldout, vae_config, torch_device.device())
+    storage.commit(checkpoint_path(storage.checkpoints_dir, checkpoint_id))
     context.add_output_metadata({"checkpoint_id": checkpoint_id, "cells": len(series.geohashes),
                                  "dates_with_data": int(series.has_data.sum()), "dates": len(series.dates)})  # fmt: skip
     return checkpoint_id
@@ -86,10 +89,12 @@ def series_decoder(context: dg.AssetExecutionContext, config: SeriesSource, stor
 def timeseries_models(
     context: dg.AssetExecutionContext, config: SeriesSource, storage: GeoembedStorage, torch_device: TorchDevice, series_decoder: str
 ) -> dict:
-    series = _series(config, storage.data_dir)
+    series = _series(config, storage.local_dir)
     s_cfg = _series_config(config)
     train_cells, test_cells, _ = split_for(series, s_cfg)
-    result, ids = run_timeseries(storage.data_dir, series, series_decoder, s_cfg, train_cells, test_cells, torch_device.device())
+    storage.fetch(checkpoint_path(storage.checkpoints_dir, series_decoder))
+    result, ids = run_timeseries(storage.local_dir, series, series_decoder, s_cfg, train_cells, test_cells, torch_device.device())
+    storage.commit(models_dir(storage.local_dir, "timeseries"))
     errors = pd.DataFrame([{"method": k, **v} for k, v in result.errors.items()])
     e, r = result.costs["embeddings"], result.costs["raw"]
     summary = {
@@ -119,9 +124,11 @@ def timeseries_models(
 def embedding_gan(
     context: dg.AssetExecutionContext, config: SeriesSource, storage: GeoembedStorage, torch_device: TorchDevice, series_decoder: str
 ) -> dict:
-    series = _series(config, storage.data_dir)
+    series = _series(config, storage.local_dir)
     g_cfg = GANConfig(epochs=config.gan_epochs, seed=config.seed)
-    out, ids = run_gan(storage.data_dir, series, series_decoder, g_cfg, torch_device.device())
+    storage.fetch(checkpoint_path(storage.checkpoints_dir, series_decoder))
+    out, ids = run_gan(storage.local_dir, series, series_decoder, g_cfg, torch_device.device())
+    storage.commit(models_dir(storage.local_dir, "gan"))
     bands = pd.DataFrame({"band": series.bands, **{f"{m} |mean|": d["mean"] for m, d in out.band_distance.items()},
                           **{f"{m} |std|": d["std"] for m, d in out.band_distance.items()}})  # fmt: skip
     e, r = out.costs["embeddings"], out.costs["raw"]

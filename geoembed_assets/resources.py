@@ -245,7 +245,12 @@ class GeoembedIOManager(dg.ConfigurableIOManagerFactory):
 
 
 def default_resources() -> dict:
-    storage = GeoembedStorage(data_dir=os.environ.get("GEOEMBED_DATA_DIR", "data"))
+    storage = GeoembedStorage(
+        data_dir=os.environ.get("GEOEMBED_DATA_DIR", "data"),
+        cache_dir=os.environ.get("GEOEMBED_CACHE_DIR", ""),
+        endpoint_url=os.environ.get("GEOEMBED_S3_ENDPOINT_URL", ""),
+        landing_folder=os.environ.get("GEOEMBED_LANDING_DIR", ""),
+    )
     return {
         "storage": storage,
         "io_manager": GeoembedIOManager(storage=storage),

@@ -78,6 +78,14 @@ class GeoembedStorage(dg.ConfigurableResource):
         """Upload files (or whole folders) this step wrote under `local_dir`; unchanged ones are skipped."""
         return self.store.commit(paths)
 
+    def remove(self, *paths: str | Path) -> list[str]:
+        """Delete the store's copies of files under `local_dir` that a step replaced (their local files are gone)."""
+        return self.store.remove(paths)
+
+    def stored(self, local: str | Path) -> Path | UPath:
+        """A file under `local_dir` as an asset output: its UPath in the store (with the store's options), or itself."""
+        return self.upath(self.store.relative(local)) if self.remote else Path(local)
+
     def fetch(self, *paths: str | Path) -> list[Path]:
         """Download these files under `local_dir` from the store where missing or changed."""
         return self.store.fetch(paths)

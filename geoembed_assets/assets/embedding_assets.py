@@ -82,11 +82,11 @@ def geohash_chips(
     storage.fetch(index_file)  # the partition's previous chip set, whose chips a new set replaces
     index = workflow.chip_partition(
         storage.local_scenes(raw_tiles), region, month, storage.chips_dir, config.precision, config.cell_size_px,
-        config.min_coverage, stored_path=storage.store.to_store,
+        config.min_coverage, stored_path=storage.store.to_store, local_path=storage.store.to_local,
     )  # fmt: skip
     local_index = storage.localize(index)
     storage.commit(*local_index["path"], index_file)
-    storage.store.remove(p for p in index.attrs.get("removed", []) if p not in set(local_index["path"]))
+    storage.remove(*index.attrs.get("removed", []))  # the partition's previous chips this set replaced
     for warning in index.attrs.get("warnings", []):  # skipped cells (coverage, constant, saturated), negatives
         context.log.warning(warning)
     yield dg.Output(
@@ -246,6 +246,6 @@ def embeddings(
             + "\n\nPipeline embeddings as stored against block averaging and JPEG2000 on the cells shown above; "
             "the full curve (several embedding rates, every cell) is the `storage_report` asset."
         )
-    yield dg.Output(storage.upath(storage.store.relative(path)) if storage.remote else path, metadata=metadata)
+    yield dg.Output(storage.stored(path), metadata=metadata)
     yield checks.embedding_dimension_matches(path, vae_checkpoints)
     yield checks.quality_target_met(frame, target)

@@ -166,7 +166,7 @@ def chip_path(chips_dir: str | Path, region: str, geohash: str, scene_id: str) -
 
 def chip_partition(
     scenes: list[Scene], region: str, month: str, chips_dir: str | Path, precision: int, size_px: int, min_coverage: float,
-    stored_path: Callable[[str], str] = str,
+    stored_path: Callable[[str], str] = str, local_path: Callable[[str], str] = str,
 ) -> pd.DataFrame:
     """Chip every scene over the region's cells; write chips and the partition's chip index.
 
@@ -177,7 +177,7 @@ def chip_partition(
     one does not (a changed redelivery, other settings) are removed (and listed in ``index.attrs["removed"]``), and
     stale temp files of killed writes are cleaned, all under the partition's lock so concurrent runs of one
     partition do not interleave. `stored_path` spells a chip's local path as the index keeps it (e.g. its URL in
-    an object store, see :mod:`storage`); by default the local path itself.
+    an object store, see :mod:`storage`), `local_path` the other way; by default the local path itself.
     """
     region_dir = Path(chips_dir) / safe_name(region, "region")
     with partition_lock(region_dir, month):
@@ -228,28 +228,20 @@ def chip_partition(
             )
         index = pd.DataFrame(rows).sort_values(["geohash", "datetime"]).reset_index(drop=True)
         index_path = region_dir / f"index_{month}.parquet"
-        previous = _chip_keys(index_path) if index_path.exists() else set()
+        previous = pd.read_parquet(index_path, columns=["path"])["path"].tolist() if index_path.exists() else []
         with atomic_path(index_path) as tmp:
             index.to_parquet(tmp, index=False)
         removed = []
-        for geohash, scene_id in sorted(previous - set(zip(index["geohash"], index["scene_id"]))):  # the previous set
-            try:  # the chip's path, rebuilt from safe names: wherever the old index said it was
-                old_path = chip_path(chips_dir, region, geohash, scene_id)
-            except ValueError:
-                continue
-            removed.append(old_path)
-            if old_path.exists():
-                old_path.unlink()
+        for old in sorted(set(previous) - set(index["path"])):  # outputs of the partition's previous set
+            old_path = Path(local_path(old))
+            if old_path.resolve().is_relative_to(region_dir.resolve()):
+                removed.append(old_path)
+                if old_path.exists():
+                    old_path.unlink()
     index.attrs["skipped"] = skipped
     index.attrs["removed"] = [str(p) for p in removed]
     index.attrs["warnings"] = warnings
     return index
-
-
-def _chip_keys(index_path: Path) -> set[tuple[str, str]]:
-    """(geohash, scene_id) of every chip a chip index lists."""
-    old = pd.read_parquet(index_path, columns=["geohash", "scene_id"])
-    return set(zip(old["geohash"].astype(str), old["scene_id"].astype(str)))
 
 
 def score_partition(chips: pd.DataFrame, patch_size: int, log: Callable[[str], object] | None = None) -> pd.DataFrame:

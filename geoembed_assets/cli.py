@@ -92,7 +92,9 @@ def register(args: argparse.Namespace) -> int:
     """Register the landed scenes' partitions, then print the keys for `dg launch --partition`."""
     from geoembed_assets.resources import GeoembedStorage
 
-    plan = _register(GeoembedStorage(data_dir=args.data_dir).landing_dir, args.precision, _instance())
+    storage = GeoembedStorage(data_dir=args.data_dir)
+    storage.sync_landing()  # an s3:// data root: its landing/ into the local scratch (no-op for a folder)
+    plan = _register(storage.landing_dir, args.precision, _instance())
     for key in sorted(plan):
         print(key)
     return 0 if plan else 1
@@ -129,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_rmse is not None:
         resources["thresholds"] = QualityThresholds(max_rmse=args.max_rmse)
     instance = _instance()
+    storage.sync_landing()
     plan = _register(storage.landing_dir, args.precision, instance)
     if not plan:
         return 1
@@ -166,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
             log.error(f"partition {key} failed (run {result.run_id}); going on with the others")
             continue
         chips = result.output_for_node("geohash_chips")
-        ckpts = result.output_for_node("vae_checkpoints")
-        emb_path = Path(result.output_for_node("embeddings"))
+        ckpts = storage.localize(result.output_for_node("vae_checkpoints"))  # local copies (of a URL data root)
+        emb_path = storage.local(result.output_for_node("embeddings"))
         frame = pd.read_parquet(emb_path, columns=["recon_mse", "recon_rmse", "cover"])
         summaries.append(
             dict(
@@ -178,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
                 land_cells=int((frame["cover"] == "land").sum()), water_cells=int((frame["cover"] == "water").sum()),
                 land_rmse=float(frame.loc[frame["cover"] == "land", "recon_rmse"].mean()),
                 water_rmse=float(frame.loc[frame["cover"] == "water", "recon_rmse"].mean()),
-                embeddings=str(emb_path),
+                embeddings=storage.url(emb_path),
             )
         )  # fmt: skip
         elapsed = time.monotonic() - started
@@ -201,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(summary_lines(table)))
     if failed:
         print(f"failed partitions: {', '.join(failed)} (see `dagster dev` for their logs)")
-    print(f"outputs: {Path(args.data_dir).resolve()} (chips/, checkpoints/, embeddings/, catalog/); "
+    print(f"outputs: {args.data_dir if storage.remote else Path(args.data_dir).resolve()} (chips/, checkpoints/, embeddings/, catalog/); "
           f"Dagster runs: {os.environ['DAGSTER_HOME']} (see them with `make dev`)")
     return 0
 

@@ -41,6 +41,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: GeoembedStorage
     seen: list[str] = json.loads(context.cursor) if context.cursor else []
     precision = ChipsConfig().precision
     requests, run_config = [], sensor_run_config()
+    if storage.remote:
+        storage.sync_landing()  # deliveries uploaded to the store's landing/ (unchanged files are not downloaded)
     for entry in workflow.landing_entries(storage.landing_dir):
         fingerprint = _fingerprint(entry)
         if fingerprint in seen:

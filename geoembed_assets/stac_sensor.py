@@ -53,6 +53,8 @@ def stac_sensor(context: dg.SensorEvaluationContext, storage: GeoembedStorage, s
             break
     for path in delivered:
         context.log.info(f"delivered {path}")
+    if delivered and storage.remote and not storage.landing_folder:
+        storage.commit(*delivered)  # the landing folder of a URL data root is on the store
     return dg.SensorResult(
         cursor=cursor.advance(items).to_json(),
         skip_reason=None if delivered else dg.SkipReason(f"no new {stac_source.collection} Items"),

@@ -46,19 +46,24 @@ def stac_valid(catalog_dir) -> dg.AssetCheckResult:
     group_name="catalog",
     kinds={"stac"},
     check_specs=[STAC_VALID_CHECK, INPUTS_READABLE_CHECK],
-    description="Static STAC catalog under <data_dir>/catalog: a Collection per model family with one MLM Item per "
+    description="Static STAC catalog under <data_dir>/catalog (relative links: valid on the store too): a Collection per model family with one MLM Item per "
     "model, source scene Items, and embeddings Items (emb extension) linked to the models that made them. A full, "
     "idempotent rebuild from the files on disk (every partition's outputs).",
 )
 def mlm_stac_items(context: dg.AssetExecutionContext, storage: GeoembedStorage):
     catalog_dir = storage.path("catalog")
     problems: list[str] = []
-    counts = write_catalog(storage.data_dir, catalog_dir, problems)
+    if storage.remote:  # every partition's outputs, whichever worker made them (changed files only)
+        storage.fetch_tree("checkpoints", "embeddings", "chips", "thumbnails")
+        storage.sync_landing()
+    counts = write_catalog(storage.local_dir, catalog_dir, problems)
     for problem in problems:
         context.log.warning(f"left out of the catalog: {problem}")
+    storage.commit(storage.path("thumbnails"))
+    storage.store.mirror(catalog_dir)  # a full rebuild: Items gone from it are deleted from the store too
     yield dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(catalog_dir)),
+            "path": dg.MetadataValue.path(storage.url(catalog_dir)),
             "items": sum(counts.values()),
             "items_per_collection": dg.MetadataValue.json(counts),
         }

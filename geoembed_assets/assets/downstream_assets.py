@@ -14,9 +14,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from geoembed_assets.core.checkpoints import checkpoint_path
 from geoembed_assets.core.models.downstream import run_gan, run_timeseries, split_for, store_series_vae
 from geoembed_assets.core.models.gan import GANConfig
 from geoembed_assets.core.models.series import DATASETS, SLOVENIA_DIR, WORLDCEREAL_DIR, CellSeries, load_series, load_slovenia, worldcereal_paths
+from geoembed_assets.core.models.store import models_dir
 from geoembed_assets.core.models.timeseries import SeriesConfig
 from geoembed_assets.core.previews import markdown_image
 from geoembed_assets.core.training import TrainingConfig
@@ -42,7 +44,7 @@ class SeriesSource(dg.Config):
     seed: int = 0
 
 
-def _series(config: SeriesSource, data_dir: str) -> CellSeries:
+def _series(config: SeriesSource, data_dir: str | Path) -> CellSeries:
     if config.dataset not in DATASETS:
         raise dg.Failure(f"dataset must be one of {sorted(DATASETS)}, got {config.dataset!r}")
     default = WORLDCEREAL_DIR if config.dataset == "worldcereal" else SLOVENIA_DIR
@@ -80,10 +82,11 @@ def _ratio(a: float, b: float) -> float:
     "test cells' held-back dates), stored as a checkpoint: the frozen decoder of both downstream models.",
 )
 def series_decoder(context: dg.AssetExecutionContext, config: SeriesSource, storage: GeoembedStorage, torch_device: TorchDevice) -> str:
-    series = _series(config, storage.data_dir)
+    series = _series(config, storage.local_dir)
     train_cells, _, heldout = split_for(series, _series_config(config))
     vae_config = TrainingConfig(patch_size=config.size_px, max_steps=config.vae_steps, max_epochs=400, seed=config.seed)
-    checkpoint_id = store_series_vae(storage.data_dir, series, train_cells, heldout, vae_config, torch_device.device())
+    checkpoint_id = store_series_vae(storage.local_dir, series, train_cells, heldout, vae_config, torch_device.device())
+    storage.commit(checkpoint_path(storage.checkpoints_dir, checkpoint_id))
     context.add_output_metadata({"checkpoint_id": checkpoint_id, "cells": len(series.geohashes),
                                  "dates_with_data": int(series.has_data.sum()), "dates": len(series.dates)})  # fmt: skip
     return checkpoint_id
@@ -100,13 +103,14 @@ def series_decoder(context: dg.AssetExecutionContext, config: SeriesSource, stor
 def timeseries_models(
     context: dg.AssetExecutionContext, config: SeriesSource, storage: GeoembedStorage, torch_device: TorchDevice, series_decoder: str
 ) -> dict:
-    series = _series(config, storage.data_dir)
+    series = _series(config, storage.local_dir)
+    storage.fetch(checkpoint_path(storage.checkpoints_dir, series_decoder))
     rows, costs, summary = [], [], {"units": series.units, "model_ids": {}}
     n_train, n_test, test_dates = {}, {}, []
     for after in config.after:
         s_cfg = _series_config(config, after)
         train_cells, test_cells, _ = split_for(series, s_cfg)
-        result, ids = run_timeseries(storage.data_dir, series, series_decoder, s_cfg, train_cells, test_cells, torch_device.device())
+        result, ids = run_timeseries(storage.local_dir, series, series_decoder, s_cfg, train_cells, test_cells, torch_device.device())
         rows += [{"after": after, "method": k, **v} for k, v in result.errors.items()]
         costs += [{"after": after, "model": k, "epochs": result.epochs[k], **v.to_dict()} for k, v in result.costs.items()]
         e, r, err = result.costs["embeddings"], result.costs["raw"], result.errors
@@ -121,6 +125,7 @@ def timeseries_models(
         }  # fmt: skip
         summary["model_ids"][f"after_{after}"] = ids
         n_train[after], n_test[after], test_dates = result.n_train, result.n_test, result.test_dates
+    storage.commit(models_dir(storage.local_dir, "timeseries"))
     context.add_output_metadata({
         "errors": dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3e")),
         "costs": dg.MetadataValue.md(pd.DataFrame(costs).to_markdown(index=False, floatfmt=".3g")),
@@ -142,9 +147,11 @@ def timeseries_models(
 def embedding_gan(
     context: dg.AssetExecutionContext, config: SeriesSource, storage: GeoembedStorage, torch_device: TorchDevice, series_decoder: str
 ) -> dict:
-    series = _series(config, storage.data_dir)
+    series = _series(config, storage.local_dir)
     g_cfg = GANConfig(epochs=config.gan_epochs, seed=config.seed)
-    out, ids = run_gan(storage.data_dir, series, series_decoder, g_cfg, torch_device.device())
+    storage.fetch(checkpoint_path(storage.checkpoints_dir, series_decoder))
+    out, ids = run_gan(storage.local_dir, series, series_decoder, g_cfg, torch_device.device())
+    storage.commit(models_dir(storage.local_dir, "gan"))
     bands = pd.DataFrame({"band": series.bands, **{f"{m} |mean|": d["mean"] for m, d in out.band_distance.items()},
                           **{f"{m} |std|": d["std"] for m, d in out.band_distance.items()}})  # fmt: skip
     e, r = out.costs["embeddings"], out.costs["raw"]

@@ -41,6 +41,8 @@ def _md_table(frame: pd.DataFrame, limit: int = 40) -> dg.MetadataValue:
 def raw_tiles(context: dg.AssetExecutionContext, config: ChipsConfig, storage: GeoembedStorage) -> list[Scene]:
     region, month = _keys(context)
     validate_run_config(context.run_config)  # every step's settings, before any work
+    if storage.remote:
+        storage.sync_landing()  # deliveries may be uploaded to the store's landing/ folder
     found = workflow.landing_report(storage.landing_dir, region, month, config.precision)
     scenes, rejected, duplicates = found.scenes, found.rejected, found.duplicates
     for entry, error in rejected.items():
@@ -61,7 +63,7 @@ def raw_tiles(context: dg.AssetExecutionContext, config: ChipsConfig, storage: G
             **pictures.scene_pictures(scenes, config.precision),
         }
     )
-    return scenes
+    return storage.portable_scenes(scenes)  # band files in the scratch's landing/ named by their store URL
 
 
 @dg.asset(
@@ -76,9 +78,15 @@ def geohash_chips(
     context: dg.AssetExecutionContext, config: ChipsConfig, storage: GeoembedStorage, raw_tiles: list[Scene]
 ):
     region, month = _keys(context)
+    index_file = storage.chips_dir / region / f"index_{month}.parquet"
+    storage.fetch(index_file)  # the partition's previous chip set, whose chips a new set replaces
     index = workflow.chip_partition(
-        raw_tiles, region, month, storage.chips_dir, config.precision, config.cell_size_px, config.min_coverage
-    )
+        storage.local_scenes(raw_tiles), region, month, storage.chips_dir, config.precision, config.cell_size_px,
+        config.min_coverage, stored_path=storage.store.to_store, local_path=storage.store.to_local,
+    )  # fmt: skip
+    local_index = storage.localize(index)
+    storage.commit(*local_index["path"], index_file)
+    storage.remove(*index.attrs.get("removed", []))  # the partition's previous chips this set replaced
     for warning in index.attrs.get("warnings", []):  # skipped cells (coverage, constant, saturated), negatives
         context.log.warning(warning)
     yield dg.Output(
@@ -90,7 +98,7 @@ def geohash_chips(
             "mean_coverage": float(index["coverage"].mean()),
             "skipped_cells": dg.MetadataValue.json(index.attrs.get("skipped", [])),
             "index": _md_table(index[["geohash", "scene_id", "coverage", "bytes", "path"]]),
-            **pictures.chip_pictures(index),
+            **pictures.chip_pictures(local_index),
         },
     )
     yield checks.coverage_in_range(index, config.min_coverage)
@@ -102,8 +110,10 @@ def geohash_chips(
     kinds={"scikitlearn"},
     description="Complexity of each chip: gzip ratio, linear and kernel PCA components at 95 % variance.",
 )
-def complexity_scores(context: dg.AssetExecutionContext, config: VAEConfig, geohash_chips: pd.DataFrame) -> pd.DataFrame:
-    scores = workflow.score_partition(geohash_chips, config.training_config().patch_size, log=context.log.info)
+def complexity_scores(
+    context: dg.AssetExecutionContext, config: VAEConfig, storage: GeoembedStorage, geohash_chips: pd.DataFrame
+) -> pd.DataFrame:
+    scores = workflow.score_partition(storage.localize(geohash_chips), config.training_config().patch_size, log=context.log.info)
     context.add_output_metadata({"scores": _md_table(scores)})
     return scores
 
@@ -133,21 +143,25 @@ def vae_checkpoints(
     device = torch_device.device()
     region, month = _keys(context)
     training = config.training_config()
+    chips = storage.localize(geohash_chips)
+    clusters_file = landcover.clusters_path(storage.local_dir, region, month)
+    storage.fetch(storage.size_predictions_path(region, month), clusters_file)  # optional inputs, when on the store
+    storage.fetch_tree("checkpoints")  # the region's current model and the donors a new region may start from
     sizes = None
     if config.scope == "cell" and config.latent_dim_from_predictions:
         sizes = workflow.read_size_predictions(storage.size_predictions_path(region, month), config.mode)
         context.log.info(f"embedding sizes from predictions: {sizes}" if sizes else "no size predictions: latent_dim")
     target = thresholds.target()
-    clusters_file = landcover.clusters_path(storage.data_dir, region, month)
     clusters = pd.read_parquet(clusters_file) if clusters_file.exists() else None
     checkpoints = workflow.train_partition(
-        geohash_chips, storage.checkpoints_dir, training, device, warm_start=config.warm_start, mode=config.mode,
+        chips, storage.checkpoints_dir, training, device, warm_start=config.warm_start, mode=config.mode,
         latent_dims=sizes, scope=config.scope, region=region, max_mse=target.max_mse, progress=context.log.info,
         clusters=clusters, retrain=config.retrain,
     )  # fmt: skip
     models = checkpoints.drop_duplicates("checkpoint_id")
+    storage.commit(*models["path"])  # new versions; reused ones are unchanged and not uploaded again
     yield dg.Output(
-        checkpoints,
+        storage.portable(checkpoints),  # paths any worker resolves (store URLs when data_dir is one)
         metadata={
             "device": device,
             "cells": int(checkpoints["geohash"].nunique()),
@@ -192,6 +206,7 @@ def embeddings(
     vae_checkpoints: pd.DataFrame,
 ):
     region, month = _keys(context)
+    geohash_chips, vae_checkpoints = storage.localize(geohash_chips), storage.localize(vae_checkpoints)  # fetched
     path, frame = workflow.embed_partition(
         geohash_chips, vae_checkpoints, region, month, storage.embeddings_dir, mode=config.mode,
         refine_steps=config.refine_steps if config.architecture == "spatial" else 0, progress=context.log.info,
@@ -200,8 +215,9 @@ def embeddings(
     chip_raw = workflow.raw_chip_bytes(geohash_chips)
     ckpt_bytes = int(vae_checkpoints.drop_duplicates("checkpoint_id")["checkpoint_bytes"].sum())
     target = thresholds.target()
+    storage.commit(path)
     metadata = {
-        "path": dg.MetadataValue.path(str(path)),
+        "path": dg.MetadataValue.path(storage.url(path)),
         "rows": len(frame),
         "embedding_bytes": nbytes,
         "bytes_per_cell": nbytes / max(len(frame), 1),
@@ -230,6 +246,6 @@ def embeddings(
             + "\n\nPipeline embeddings as stored against block averaging and JPEG2000 on the cells shown above; "
             "the full curve (several embedding rates, every cell) is the `storage_report` asset."
         )
-    yield dg.Output(path, metadata=metadata)
+    yield dg.Output(storage.stored(path), metadata=metadata)
     yield checks.embedding_dimension_matches(path, vae_checkpoints)
     yield checks.quality_target_met(frame, target)

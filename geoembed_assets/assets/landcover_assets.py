@@ -74,17 +74,18 @@ def landcover_proportions(
     context: dg.AssetExecutionContext, config: LandcoverConfig, storage: GeoembedStorage, geohash_chips: pd.DataFrame
 ) -> pd.DataFrame:
     region, month = _keys(context)
-    raster = allowed_raster(config.class_raster, storage.data_dir) if config.class_raster else None
+    raster = allowed_raster(config.class_raster, storage.local_dir) if config.class_raster else None
     names = {int(k): v for k, v in config.class_names.items()}
-    table = landcover.proportions_table(geohash_chips, raster, names, config.nodata_classes, config.min_raster_coverage)
-    path = landcover.proportions_path(storage.data_dir, region, month)
+    table = landcover.proportions_table(storage.localize(geohash_chips), raster, names, config.nodata_classes, config.min_raster_coverage)
+    path = landcover.proportions_path(storage.local_dir, region, month)
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
+    storage.commit(path)
     context.add_output_metadata(
         {
             "cells": len(table),
             "sources": dg.MetadataValue.json(table["source"].value_counts().to_dict()),
-            "path": str(path),
+            "path": storage.url(path),
             "proportions": _md(table),
         }
     )
@@ -103,16 +104,19 @@ def landcover_clusters(
     context: dg.AssetExecutionContext, config: ClustersConfig, storage: GeoembedStorage
 ) -> pd.DataFrame:
     region, month = _keys(context)
+    storage.fetch_tree("landcover/proportions")  # every partition's, whichever worker made them
     paths = sorted(storage.path("landcover", "proportions").glob("*/*.parquet"))  # landcover.proportions_path
     proportions = landcover.read_proportions(paths)
     if proportions.empty:
         raise dg.Failure("no land-cover proportions on disk: materialize landcover_proportions first")
     clusters = landcover.cluster_cells(proportions, config.k or None, (config.k_min, config.k_max), config.seed)
     # One snapshot per partition (what this partition's training saw) and the latest for everyone else.
-    snapshot = landcover.clusters_path(storage.data_dir, region, month)
-    for path in (snapshot, landcover.clusters_path(storage.data_dir)):
+    snapshot = landcover.clusters_path(storage.local_dir, region, month)
+    latest = landcover.clusters_path(storage.local_dir)
+    for path in (snapshot, latest):
         with atomic_path(path) as tmp:
             clusters.table.to_parquet(tmp, index=False)
+    storage.commit(snapshot, latest)
     png = landcover.clusters_png(clusters.table, f"k={clusters.k} ({clusters.chosen_by})")
     scores = pd.DataFrame({"k": list(clusters.silhouette), "silhouette": list(clusters.silhouette.values())})
     context.add_output_metadata(
@@ -122,7 +126,7 @@ def landcover_clusters(
             "k_chosen_by": clusters.chosen_by,
             "silhouette_scores": _md(scores) if len(scores) else "none (k given or too few cells)",
             "partitions_read": len(paths),
-            "path": str(snapshot),
+            "path": storage.url(snapshot),
             "clusters": _md(clusters.table),
             "figure": dg.MetadataValue.md(f"![clusters](data:image/png;base64,{base64.b64encode(png).decode()})"),
             **_cluster_map(clusters.table),

@@ -5,6 +5,7 @@ materialized on demand (launchpad, or `benchmarks/storage_report.py` for the sam
 """
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -51,13 +52,14 @@ def storage_report(
     torch_device: TorchDevice,
     raw_tiles: list[Scene],
     geohash_chips: pd.DataFrame,
-    embeddings: Path,
+    embeddings: Any,  # a Path, or a UPath on the store
 ) -> pd.DataFrame:
-    month = Path(embeddings).stem.split("-single")[0]
-    files = {"multi-band": Path(embeddings).with_name(f"{month}.parquet"),
-             "single-band": Path(embeddings).with_name(f"{month}-single.parquet")}  # fmt: skip
+    month = Path(str(embeddings)).stem.split("-single")[0]
+    files = {"multi-band": f"{month}.parquet", "single-band": f"{month}-single.parquet"}
+    files = {k: storage.local(str(embeddings).rsplit("/", 1)[0] + "/" + name) for k, name in files.items()}  # fetched
+    storage.fetch_tree("checkpoints")  # the models the rows name
     report = sr.build_report(
-        geohash_chips, sr.raw_scene_files(raw_tiles), files, storage.checkpoints_dir, config.report_config(),
+        storage.localize(geohash_chips), sr.raw_scene_files(storage.local_scenes(raw_tiles)), files, storage.checkpoints_dir, config.report_config(),
         torch_device.device(), progress=context.log.info,
     )  # fmt: skip
     fmt = dict(index=False, floatfmt=".4g")

@@ -62,13 +62,14 @@ def cell_scores(scores: pd.DataFrame) -> pd.DataFrame:
 def embedding_size_calibration(
     context: dg.AssetExecutionContext,
     config: SizeConfig,
+    storage: GeoembedStorage,
     torch_device: TorchDevice,
     geohash_chips: pd.DataFrame,
     complexity_scores: pd.DataFrame,
 ) -> dict:
     calibration = config.calibration()
     runs = sp.run_calibration(
-        geohash_chips, calibration, torch_device.device(), cell_scores(complexity_scores), log=context.log.info
+        storage.localize(geohash_chips), calibration, torch_device.device(), cell_scores(complexity_scores), log=context.log.info
     )
     points = sp.calibration_points(runs, complexity_scores, ndvi_weight=config.ndvi_weight)
     models, metadata = {}, {}
@@ -127,10 +128,11 @@ def embedding_size_predictions(
     keys = context.partition_key.keys_by_dimension
     path = storage.size_predictions_path(keys["region"], keys["month"])
     workflow.write_size_predictions(predictions, path)
+    storage.commit(path)
     context.add_output_metadata(
         {
             "error_bound": config.error_bound,
-            "path": dg.MetadataValue.path(str(path)),
+            "path": dg.MetadataValue.path(storage.url(path)),
             "predictions": _md(predictions),
             "size_counts": dg.MetadataValue.json(
                 {m: {str(k): int(v) for k, v in g["latent_dim"].value_counts().sort_index().items()} for m, g in predictions.groupby("mode")}

@@ -7,24 +7,17 @@ so readers never see half a file: the object-store counterpart of write-then-ren
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from upath import UPath
 
+from geoembed_assets.core.storage import same_file
+
 
 def store_path(url: str, storage_options: dict[str, Any] | None = None) -> UPath:
     return UPath(url, **(storage_options or {}))
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def publish(local_root: str | Path, relative_paths: Iterable[str | Path], url: str, storage_options: dict | None = None) -> list[str]:
@@ -36,11 +29,8 @@ def publish(local_root: str | Path, relative_paths: Iterable[str | Path], url: s
     written = []
     for rel in sorted({Path(p) for p in relative_paths}):
         src, dest = root / rel, target / rel.as_posix()
-        if dest.exists():
-            info = dest.fs.info(dest.path)
-            etag = str(info.get("ETag", "")).strip('"')
-            if info.get("size") == src.stat().st_size and etag == _md5(src):
-                continue
+        if dest.exists() and same_file(src, dest.fs.info(dest.path)):
+            continue
         dest.fs.put_file(str(src), dest.path)
         written.append(str(dest))
     return written

@@ -165,7 +165,8 @@ def chip_path(chips_dir: str | Path, region: str, geohash: str, scene_id: str) -
 
 
 def chip_partition(
-    scenes: list[Scene], region: str, month: str, chips_dir: str | Path, precision: int, size_px: int, min_coverage: float
+    scenes: list[Scene], region: str, month: str, chips_dir: str | Path, precision: int, size_px: int, min_coverage: float,
+    stored_path: Callable[[str], str] = str, local_path: Callable[[str], str] = str,
 ) -> pd.DataFrame:
     """Chip every scene over the region's cells; write chips and the partition's chip index.
 
@@ -173,8 +174,10 @@ def chip_partition(
     skipped and listed in ``index.attrs["skipped"]`` (scene, source, geohash, reason) and logged with counts per
     scene; ``index.attrs["warnings"]`` names scenes that give no chip at all and chips with negative reflectance.
     The partition's outputs are one set: the chip files the previous index of this partition listed and the new
-    one does not (a changed redelivery, other settings) are removed, and stale temp files of killed writes are
-    cleaned, all under the partition's lock so concurrent runs of one partition do not interleave.
+    one does not (a changed redelivery, other settings) are removed (and listed in ``index.attrs["removed"]``), and
+    stale temp files of killed writes are cleaned, all under the partition's lock so concurrent runs of one
+    partition do not interleave. `stored_path` spells a chip's local path as the index keeps it (e.g. its URL in
+    an object store, see :mod:`storage`), `local_path` the other way; by default the local path itself.
     """
     region_dir = Path(chips_dir) / safe_name(region, "region")
     with partition_lock(region_dir, month):
@@ -205,7 +208,7 @@ def chip_partition(
                 rows.append(
                     dict(
                         geohash=chip.grid.geohash, scene_id=scene.scene_id, datetime=pd.Timestamp(scene.datetime),
-                        sensor=scene.sensor, path=str(path), coverage=chip.coverage, bytes=size, size_px=size_px,
+                        sensor=scene.sensor, path=stored_path(str(path)), coverage=chip.coverage, bytes=size, size_px=size_px,
                         bands=",".join(chip.band_names), west=west, south=south, east=east, north=north,
                         negative_fraction=verdict.negative_fraction,
                     )
@@ -230,11 +233,15 @@ def chip_partition(
         previous = pd.read_parquet(index_path, columns=["path"])["path"].tolist() if index_path.exists() else []
         with atomic_path(index_path) as tmp:
             index.to_parquet(tmp, index=False)
+        removed = []
         for old in sorted(set(previous) - set(index["path"])):  # outputs of the partition's previous set
-            old_path = Path(old)
-            if old_path.exists() and old_path.resolve().is_relative_to(region_dir.resolve()):
-                old_path.unlink()
+            old_path = Path(local_path(old))
+            if old_path.resolve().is_relative_to(region_dir.resolve()):
+                removed.append(old_path)
+                if old_path.exists():
+                    old_path.unlink()
     index.attrs["skipped"] = skipped
+    index.attrs["removed"] = [str(p) for p in removed]
     index.attrs["warnings"] = warnings
     return index
 

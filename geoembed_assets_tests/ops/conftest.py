@@ -20,6 +20,17 @@ def tiny_run_config() -> dict:
 
 
 @pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto in server mode on localhost (a real S3 API over HTTP), with throw-away credentials in the environment."""
+    servers.require_module("s3fs")
+    with pytest.MonkeyPatch.context() as mp:
+        for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            mp.setenv(var, value)
+        with servers.moto_s3_server(tmp_path_factory.mktemp("moto")) as endpoint:
+            yield endpoint
+
+
+@pytest.fixture(scope="session")
 def postgres() -> Iterator[servers.Postgres]:
     servers.require_module("dagster_postgres")
     with servers.postgres_server() as pg:

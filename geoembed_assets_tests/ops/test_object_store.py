@@ -14,28 +14,17 @@ from geoembed_assets.assets import embedding_assets
 from geoembed_assets.partitions import partition_key, register_keys
 from geoembed_assets.resources import GeoembedStorage, QualityThresholds, TorchDevice
 from geoembed_assets_tests.conftest import DEFAULT_DESCRIPTOR
-from geoembed_assets_tests.ops import servers
 from geoembed_assets_tests.ops.conftest import tiny_run_config
 
 KEY = partition_key("dqd", "2016-01-01")
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory, monkeypatch_module) -> Iterator[dict]:
-    servers.require_module("s3fs")
-    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch_module.setenv(var, value)
-    with servers.moto_s3_server(tmp_path_factory.mktemp("moto")) as endpoint:
-        import s3fs
+def s3(s3_endpoint: str) -> Iterator[dict]:
+    import s3fs
 
-        s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}).mkdir("geoembed-test")
-        yield {"endpoint": endpoint, "url": "s3://geoembed-test/prod"}
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
+    s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}).mkdir("geoembed-test")
+    yield {"endpoint": s3_endpoint, "url": "s3://geoembed-test/prod"}
 
 
 def test_partition_published_to_s3_and_read_back_with_duckdb(s3: dict, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Models on embeddings vs on raw pixels (paper Tables 4-6), side by side in one run, on both real series.
 
     nice -n 15 python benchmarks/bench_models.py [--device cpu|cuda] [--datasets worldcereal,slovenia]
-        [--after 0,1] [--vae-steps 300] [--gan-epochs 40] [--latent-loss uniform|decoder] [--validate] [--json out.json]
+        [--after 0,1] [--vae-steps 300] [--gan-epochs 40] [--latent-loss decoder|uniform|pixel] [--latents int8|float]
+        [--only both|series|gan] [--validate] [--json out.json]
 
 Real data, through the pipeline's ingest (open_scene -> scene_cells -> chip_scene) at geohash precision 7 (16 px
 chips):
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--gan-epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)  # torch threads, also in the spawned training processes
-    ap.add_argument("--latent-loss", default="uniform", choices=["decoder", "uniform"])
+    ap.add_argument("--latent-loss", default="decoder", choices=["decoder", "uniform", "pixel"])
+    ap.add_argument("--latents", default="int8", choices=["int8", "float"], help="embedding ConvLSTM inputs/targets")
     ap.add_argument("--only", default="both", choices=["both", "series", "gan"])
     ap.add_argument("--validate", action="store_true", help="training cells only, validation dates (see above)")
     ap.add_argument("--json", default=None)
@@ -116,7 +118,7 @@ def run_dataset(name: str, args, landing: Path) -> dict:
     spec = DATASETS[name]
     series = load(name, args.precision, args.size_px, landing)
     epochs = args.series_epochs or spec["epochs"]
-    base = SeriesConfig(epochs=epochs, seed=args.seed, latent_loss=args.latent_loss, holdout_dates=spec["holdout"], refine_steps=args.refine_steps)
+    base = SeriesConfig(epochs=epochs, seed=args.seed, latent_loss=args.latent_loss, latents=args.latents, holdout_dates=spec["holdout"], refine_steps=args.refine_steps)
     train_cells, test_cells = split_cells(len(series.geohashes), base.test_fraction, base.seed)
     if args.validate:  # never touch the test cells; validation cells and dates from the training cells
         series = series.subset(train_cells)
@@ -133,7 +135,7 @@ def run_dataset(name: str, args, landing: Path) -> dict:
     result: dict = {"cells": len(series.geohashes), "dates": len(series.dates), "dates_with_data": int(series.has_data.sum()),
                     "units": series.units, "series": {}}  # fmt: skip
     if args.only in ("both", "series"):
-        latents = encode_series(vae.model, vae.normalizer, series.cube, series.has_data, base.refine_steps)
+        latents = encode_series(vae.model, vae.normalizer, series.cube, series.has_data, base.refine_steps, quantized=base.latents == "int8")
         for after in [int(a) for a in args.after.split(",")]:
             s_cfg = replace(base, after=after)
             result["series"][after] = series_table(series, vae, s_cfg, train_cells, test_cells, args.device, latents)

@@ -61,6 +61,17 @@ def encode_chip(
     band_weights: torch.Tensor | None = None,
 ) -> LatentGrid:
     """Quantised latent grid of a (B, H, W) reflectance chip (NaN = no data, ignored by the refinement)."""
+    return quantize(encode_chip_float(model, normalizer, reflectance, refine_steps, band_weights))
+
+
+def encode_chip_float(
+    model: torch.nn.Module,
+    normalizer: Normalizer,
+    reflectance: np.ndarray,
+    refine_steps: int = 0,
+    band_weights: torch.Tensor | None = None,
+) -> np.ndarray:
+    """`encode_chip` before the int8 quantisation: the (C, h, w) float latent grid."""
     model.eval()
     config = model.config
     if config.architecture == "flat":
@@ -72,7 +83,7 @@ def encode_chip(
             with torch.no_grad():
                 mu, _ = model.encode(x)
             grid[:, patches.rows, patches.cols] = mu.numpy().T
-        return quantize(grid)
+        return grid
     x, mask = normalizer.forward(reflectance[None])
     h, w = x.shape[-2:]
     x, mask = _padded(x, config.factor), _padded(mask.float(), config.factor)
@@ -80,7 +91,7 @@ def encode_chip(
         z, _ = model.encode(x)
     if refine_steps:
         z = _refine(model, z, x, mask, refine_steps, band_weights)
-    return quantize(z[0].numpy())
+    return z[0].numpy()
 
 
 def _refine(

@@ -1,6 +1,7 @@
 """Models trained on embeddings (issue 12): the missing-date ConvLSTM and the embedding GAN with their raw twins,
 the baselines on a known series, masking of no data, and the real WorldCereal series through the pipeline's ingest."""
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -156,7 +157,7 @@ def test_series_experiment_on_real_series(series: CellSeries) -> None:
     assert vae.n_train + vae.n_holdout == 12 * 10 - len(test_cells) * 2  # no chip of a test cell's held-back date
     result = run_series_experiment(series, vae.model, vae.normalizer, cfg, train_cells, test_cells)
     assert result.n_test == len(test_cells) * 2 and result.test_dates == ["2021-05-01", "2021-08-01"]
-    assert set(result.errors) == {"embeddings", "raw", "persistence", "linear", "vae_reconstruction"}
+    assert set(result.errors) == {"embeddings", "raw", "persistence", "linear", "vae_reconstruction", "latent_persistence"}
     for err in result.errors.values():
         assert np.isfinite(err["mse"]) and err["mse"] > 0 and err["n"] == result.n_test * 9 * 16 * 16
     assert result.shapes == {"embeddings": [2, 4, 4, 4], "raw": [2, 9, 16, 16]}
@@ -389,3 +390,66 @@ def test_gan_bce_per_cell_and_band(series: CellSeries) -> None:
             assert row["ratio"] == pytest.approx(row["bce_embeddings"] / row["bce_raw"])
     summary = out.cell_summary()
     assert summary["cells"] == len(series.geohashes) and summary["cells_hit_raw"] >= 1
+
+
+def test_float_latents_are_the_int8_ones_before_quantisation(series: CellSeries) -> None:
+    """`latents="float"` trains on the refined grids before the int8 rounding: within half a quantisation step."""
+    from geoembed_assets.core.codec import encode_chip, encode_chip_float, quantize
+
+    usable = series.has_data
+    vae = train_series_vae(series, np.arange(len(series.geohashes)), [], TINY_VAE)
+    z8 = encode_series(vae.model, vae.normalizer, series.cube[:3], usable, refine_steps=2)
+    zf = encode_series(vae.model, vae.normalizer, series.cube[:3], usable, refine_steps=2, quantized=False)
+    assert not np.array_equal(z8[:, usable], zf[:, usable])
+    for i in range(3):
+        for t in np.flatnonzero(usable):
+            step = quantize(zf[i, t]).scale[:, None, None]
+            assert np.all(np.abs(z8[i, t] - zf[i, t]) <= 0.5 * step + 1e-7)
+    chip = series.cube[0, int(np.flatnonzero(usable)[0])]
+    grid = encode_chip(vae.model, vae.normalizer, chip)
+    np.testing.assert_array_equal(quantize(encode_chip_float(vae.model, vae.normalizer, chip)).values, grid.values)
+
+
+def test_pixel_loss_trains_through_a_frozen_decoder(one_torch_thread) -> None:
+    """latent_loss="pixel": the ConvLSTM's prediction is decoded before the masked, band-weighted error; the loss
+    falls, the decoder does not move, and masked-out pixels do not count."""
+    from geoembed_assets.core.models.timeseries import LatentDecoder
+
+    torch.manual_seed(0)
+    vae = build_vae(VAEConfig(3, 8, 2, 8, 1, "spatial"))
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    dec = LatentDecoder(vae, np.array([0.5, -0.5]), np.array([2.0, 1.0]), (8, 8))
+    x = torch.randn(32, 2, 2, 4, 4)
+    with torch.no_grad():
+        y = dec(x[:, -1] + 0.5)  # the images of a shifted last frame
+    mask = torch.ones(32, 1, 8, 8)
+    mask[:, :, :4] = 0
+    y_bad = y.clone()
+    y_bad[:, :, :4] = 100.0  # garbage only where masked out
+    cfg = SeriesConfig(hidden=8, epochs=15, batch_size=8, learning_rate=1e-2)
+    fit = fit_convlstm(x, y_bad, cfg, masks=mask, weights=torch.ones(1, 3, 1, 1), decoder=dec)
+    assert fit.history[-1] < 0.5 * fit.history[0] and fit.history[0] < 50  # the masked garbage never entered
+    for k, v in vae.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    assert LatentDecoder(vae, np.zeros(2), np.ones(2), (6, 6))(x[:, 0]).shape == (32, 3, 6, 6)
+
+
+@pytest.mark.parametrize("after", [0, 1])
+def test_untrained_embedding_model_is_the_latent_baseline(series: CellSeries, after: int) -> None:
+    """With no training the embedding ConvLSTM is the latent baseline (persistence or interpolation of the latent
+    grids, decoded), which the experiment reports beside the pixel baselines; every loss option runs."""
+    cfg = SeriesConfig(hidden=4, epochs=0, test_fraction=0.25, after=after)
+    train_cells, test_cells = split_cells(len(series.geohashes), cfg.test_fraction, cfg.seed)
+    heldout = [series.date_index(d) for d in cfg.holdout_dates]
+    vae = train_series_vae(series, train_cells, heldout, TINY_VAE)
+    result = run_series_experiment(series, vae.model, vae.normalizer, cfg, train_cells, test_cells, raw=False)
+    assert "raw" not in result.errors and set(result.costs) == {"embeddings"}
+    base = "latent_linear" if after else "latent_persistence"
+    assert result.errors["embeddings"]["mse"] == pytest.approx(result.errors[base]["mse"], rel=1e-5)
+    for loss in ("decoder", "pixel"):
+        trained = run_series_experiment(series, vae.model, vae.normalizer, replace(cfg, epochs=2, latent_loss=loss), train_cells,
+                                        test_cells, raw=False)  # fmt: skip
+        assert np.isfinite(trained.errors["embeddings"]["mse"])
+        assert trained.errors["embeddings"]["mse"] != result.errors["embeddings"]["mse"]
+    with pytest.raises(ValueError, match="latent_loss"):
+        run_series_experiment(series, vae.model, vae.normalizer, replace(cfg, latent_loss="bogus"), train_cells, test_cells, raw=False)

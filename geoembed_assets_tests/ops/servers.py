@@ -216,18 +216,30 @@ def dagster_dev(root: Path, env: dict[str, str], repo: Path) -> Iterator[Dagster
 
 
 @contextlib.contextmanager
+def listening(command: list[str], port: int, what: str, log: Path | None = None, scheme: str = "http",
+              timeout: float = 30) -> Iterator[str]:
+    """Start `command` (its own process group, output to `log` or discarded), wait until it listens on `port`,
+    yield `scheme://127.0.0.1:port`, stop it afterwards."""
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    try:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        if log:
+            out.close()  # the child holds its own copy
+    try:
+        wait_until(lambda: port_open(port), timeout, what)
+        yield f"{scheme}://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
 def http_file_server(folder: Path) -> Iterator[str]:
     """A real HTTP server (python -m http.server, its own process) serving `folder`; yields its base URL."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_until(lambda: port_open(port), 30, "the HTTP file server")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(process)
+    with listening([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+                   port, "the HTTP file server") as url:  # fmt: skip
+        yield url
 
 
 @contextlib.contextmanager
@@ -236,17 +248,9 @@ def rustac_serve(hrefs: list[Path]) -> Iterator[str]:
     rustac = Path(sys.executable).with_name("rustac")
     require("the rustac CLI (pip install rustac)", rustac.exists())
     port = free_port()
-    log = hrefs[0].parent / "rustac.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(rustac), "serve", "--addr", f"127.0.0.1:{port}", *map(str, hrefs)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        wait_until(lambda: port_open(port), 30, "rustac serve")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(process)
+    with listening([str(rustac), "serve", "--addr", f"127.0.0.1:{port}", *map(str, hrefs)], port, "rustac serve",
+                   log=hrefs[0].parent / "rustac.log") as url:  # fmt: skip
+        yield url
 
 
 @contextlib.contextmanager
@@ -254,15 +258,9 @@ def redis_server(root: Path) -> Iterator[str]:
     """redis-server (Debian package redis-server) on a free localhost port, no persistence; yields its URL."""
     binary = require_binary("redis-server")
     port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(root)],
-        stdout=open(root / "redis.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_until(lambda: port_open(port), 30, "redis-server")
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        stop(process)
+    with listening([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+                    str(root)], port, "redis-server", log=root / "redis.log", scheme="redis") as url:  # fmt: skip
+        yield url
 
 
 def celery_worker(name: str, queues: list[str], config_yaml: Path, env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
@@ -292,12 +290,6 @@ def moto_s3_server(root: Path) -> Iterator[str]:
     binary = Path(sys.executable).with_name("moto_server")
     require("moto_server (pip install 'moto[server]')", binary.exists())
     port = free_port()
-    process = subprocess.Popen(
-        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=open(root / "moto.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_until(lambda: port_open(port), 60, "moto_server")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(process)
+    with listening([str(binary), "-H", "127.0.0.1", "-p", str(port)], port, "moto_server", log=root / "moto.log",
+                   timeout=60) as url:  # fmt: skip
+        yield url
